@@ -1,0 +1,3 @@
+module github.com/jobrelay/engine
+
+go 1.26.8
