@@ -1,0 +1,635 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jobrelay/engine/backend"
+	"golang.org/x/sync/errgroup"
+)
+
+// Causes of a job context's end, told apart with context.Cause.
+var (
+	errCanceledByUser = errors.New("job canceled by request")
+	errLeaseLost      = fmt.Errorf("job lease lost: %w", ErrLeaseLost)
+	errShutdown       = errors.New("engine shutting down")
+)
+
+// timeoutError is the cause of a job context that reached its deadline.
+type timeoutError struct{ timeout time.Duration }
+
+func (e *timeoutError) Error() string {
+	return fmt.Sprintf("job exceeded its timeout of %s", e.timeout)
+}
+
+// Is lets errors.Is(err, context.DeadlineExceeded) hold for a timeout.
+func (e *timeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
+
+// Who ended a run: the worker when the handler returned, or the watchdog
+// when the job's context ended first (timeout, cancel, shutdown, lost
+// lease). Only the first to claim a run acknowledges it.
+const (
+	runOpen int32 = iota
+	runClaimedByWorker
+	runClaimedByWatchdog
+)
+
+// run is one attempt of one job in this process.
+type run struct {
+	engine  *Engine
+	job     *backend.Job
+	lease   backend.LeaseRef
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	stopTTL context.CancelFunc
+	unwatch func() bool
+	state   atomic.Int32
+	result  []byte
+	// sync runs (Drain) acknowledge in the caller's goroutine.
+	sync bool
+	// onAbandon is called when the watchdog claims the run while the
+	// handler still runs, so the worker pool can replace its worker.
+	onAbandon func()
+}
+
+// newRun prepares the context of one attempt: cancelable by this engine,
+// with the job's timeout as its deadline.
+func (e *Engine) newRun(base context.Context, l *backend.Lease) *run {
+	j := l.Job
+	r := &run{engine: e, job: j, lease: l.Ref()}
+	timeout := j.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	ctx, cancel := context.WithCancelCause(base)
+	ctx, stop := context.WithDeadlineCause(ctx, time.Now().Add(timeout), &timeoutError{timeout: timeout})
+	r.ctx, r.cancel, r.stopTTL = ctx, cancel, stop
+	return r
+}
+
+// Run works the engine's queues until ctx is cancelled: it leases jobs,
+// runs their handlers, keeps their leases alive, promotes due jobs, reaps
+// expired leases and sweeps expired jobs. On cancel it stops taking work,
+// waits up to the shutdown timeout for running jobs, hands the rest back to
+// their queue at once, and returns nil.
+func (e *Engine) Run(ctx context.Context) error {
+	if e.closed.Load() {
+		return ErrClosed
+	}
+	if !e.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer e.running.Store(false)
+	if err := e.hub.ensure(); err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	e.runDone = make(chan struct{})
+	defer close(e.runDone)
+	e.stopRun.Store(&stop)
+	defer e.stopRun.Store(nil)
+
+	host, _ := os.Hostname()
+	started := e.clock.Now()
+	info := backend.WorkerInfo{ID: e.workerID, Name: e.workerName, Host: host, PID: os.Getpid(),
+		Queues: e.cfg.queues, Concurrency: e.cfg.concurrency, StartedAt: started}
+	if err := e.backend.RegisterWorker(ctx, started, info, e.cfg.lease); err != nil {
+		return fmt.Errorf("run: register worker: %w", err)
+	}
+	e.log.Info("jobrelay: running", "worker", e.workerName, "queues", e.cfg.queues, "concurrency", e.cfg.concurrency)
+
+	p := newPool(e)
+	loops, loopCtx := errgroup.WithContext(ctx)
+	loops.Go(func() error { p.dispatch(loopCtx); return nil })
+	loops.Go(func() error { e.schedule(loopCtx); return nil })
+	// Heartbeats and acks go on through the shutdown wait, until the last
+	// run is acknowledged.
+	hbCtx, stopHeartbeats := context.WithCancel(context.WithoutCancel(ctx))
+	var tail sync.WaitGroup
+	tail.Go(func() { e.heartbeat(hbCtx, info) })
+	tail.Go(p.ack)
+
+	<-ctx.Done()
+	_ = loops.Wait()
+	p.shutdown()
+	stopHeartbeats()
+	tail.Wait()
+
+	rmCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.backend.RemoveWorker(rmCtx, e.workerID); err != nil {
+		e.log.Warn("jobrelay: remove worker entry", "err", err)
+	}
+	e.log.Info("jobrelay: stopped", "worker", e.workerName)
+	return nil
+}
+
+// pool is the set of worker goroutines of one Run, fed by the dispatcher
+// with leased jobs and draining into the acker.
+type pool struct {
+	e       *Engine
+	slots   chan struct{} // a token per idle worker
+	work    chan *run
+	acks    chan ackItem
+	workers sync.WaitGroup
+	// stopping is set at shutdown: leased jobs not yet started go straight
+	// back to their queue.
+	stopping atomic.Bool
+}
+
+type ackItem struct {
+	run *run
+	ack backend.Ack
+}
+
+func newPool(e *Engine) *pool {
+	n := e.cfg.concurrency
+	p := &pool{
+		e:     e,
+		slots: make(chan struct{}, n),
+		work:  make(chan *run, n),
+		acks:  make(chan ackItem, 4*n),
+	}
+	for range n {
+		p.slots <- struct{}{}
+		p.workers.Add(1)
+		go p.worker()
+	}
+	return p
+}
+
+// idleBlock is how long one blocking Lease call waits for work before the
+// dispatcher calls again; a wake-up comes sooner whenever a job is ready.
+const idleBlock = 5 * time.Second
+
+// dispatch leases as many jobs as there are idle workers and hands them
+// over, blocking in the backend while there is no work.
+func (p *pool) dispatch(ctx context.Context) {
+	e := p.e
+	n := cap(p.slots)
+	failing := false
+	backoff := 50 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.slots:
+		}
+		free := 1
+	fill:
+		for free < n {
+			select {
+			case <-p.slots:
+				free++
+			default:
+				break fill
+			}
+		}
+		leases, err := e.backend.Lease(ctx, backend.LeaseRequest{
+			Queues: e.cfg.queues, Worker: e.workerName, Max: free,
+			Now: e.clock.Now(), TTL: e.cfg.lease, Block: idleBlock,
+		})
+		for range free - len(leases) {
+			p.slots <- struct{}{}
+		}
+		if err != nil && ctx.Err() == nil {
+			if !failing {
+				e.log.Warn("jobrelay: lease failed; backing off", "err", err)
+				failing = true
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 5*time.Second)
+		} else if err == nil && failing {
+			e.log.Info("jobrelay: leasing again")
+			failing, backoff = false, 50*time.Millisecond
+		}
+		for _, l := range leases {
+			// A lease taken as the context ended still runs: shutdown
+			// hands it back after the grace period if it has not finished.
+			p.work <- p.start(l)
+		}
+	}
+}
+
+// start registers a leased job as running here.
+func (p *pool) start(l *backend.Lease) *run {
+	e := p.e
+	r := e.newRun(context.Background(), l)
+	r.onAbandon = func() {
+		// The old worker goroutine stays in the handler; a new one takes
+		// its place in the pool and its slot.
+		go p.worker()
+		p.slots <- struct{}{}
+	}
+	e.runMu.Lock()
+	e.runs[r.lease.JobID] = r
+	e.runMu.Unlock()
+	return r
+}
+
+// worker runs jobs until the pool closes. A worker whose handler overran
+// its context leaves the pool's WaitGroup count to its replacement, so that
+// shutdown never waits on a handler that ignores its context.
+func (p *pool) worker() {
+	for r := range p.work {
+		if p.stopping.Load() {
+			r.state.Store(runClaimedByWorker)
+			r.stopTTL()
+			p.e.sendAck(r, backend.Ack{Lease: r.lease, Outcome: backend.OutcomeReleased}, p.acks)
+			continue
+		}
+		r.unwatch = context.AfterFunc(r.ctx, func() { p.e.watchdog(r, p.acks) })
+		if !p.e.execute(r, p.acks) {
+			// The watchdog claimed the run and started a replacement.
+			return
+		}
+		p.slots <- struct{}{}
+	}
+	p.workers.Done()
+}
+
+// shutdown waits for running jobs up to the shutdown timeout, then hands
+// the rest back to their queue, and closes the pool.
+func (p *pool) shutdown() {
+	e := p.e
+	p.stopping.Store(true)
+	close(p.work)
+	done := make(chan struct{})
+	go func() { p.workers.Wait(); close(done) }()
+	timer := time.NewTimer(e.cfg.shutdownTimeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		e.runMu.Lock()
+		for _, r := range e.runs {
+			r.cancel(errShutdown)
+		}
+		e.runMu.Unlock()
+		<-done
+	}
+	close(p.acks)
+}
+
+// ack sends acknowledgements to the backend in batches: whatever is waiting
+// goes in one Finish call.
+func (p *pool) ack() {
+	batch := make([]ackItem, 0, 256)
+	for it := range p.acks {
+		batch = append(batch[:0], it)
+	more:
+		for len(batch) < cap(batch) {
+			select {
+			case it, ok := <-p.acks:
+				if !ok {
+					break more
+				}
+				batch = append(batch, it)
+			default:
+				break more
+			}
+		}
+		p.e.finish(batch)
+	}
+}
+
+// finish acknowledges a batch, retrying while the backend is unreachable so
+// that no outcome is dropped; a lease that was lost meanwhile is reported
+// and dropped.
+func (e *Engine) finish(batch []ackItem) {
+	acks := make([]backend.Ack, len(batch))
+	for i, it := range batch {
+		acks[i] = it.ack
+	}
+	backoff := 50 * time.Millisecond
+	var errs []error
+	for attempt := 0; ; attempt++ {
+		var err error
+		errs, err = e.backend.Finish(context.Background(), e.clock.Now(), acks)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, backend.ErrClosed) || attempt == 100 {
+			e.log.Error("jobrelay: acknowledge jobs failed; their leases will expire and they will run again", "jobs", len(acks), "err", err)
+			errs = nil
+			break
+		}
+		if attempt == 0 {
+			e.log.Warn("jobrelay: acknowledge jobs failed; retrying", "jobs", len(acks), "err", err)
+		}
+		time.Sleep(backoff)
+		backoff = min(backoff*2, 2*time.Second)
+	}
+	promote := false
+	e.runMu.Lock()
+	for i, it := range batch {
+		if e.runs[it.run.lease.JobID] == it.run {
+			delete(e.runs, it.run.lease.JobID)
+		}
+		if i < len(errs) && errs[i] != nil {
+			e.log.Warn("jobrelay: job outcome dropped", "job_id", it.run.lease.JobID, "outcome", it.ack.Outcome, "err", errs[i])
+		}
+		if it.ack.Outcome == backend.OutcomeRetry {
+			promote = true
+		}
+	}
+	e.runMu.Unlock()
+	if promote {
+		e.wakeScheduler()
+	}
+}
+
+// execute runs the handler of r in this goroutine and acknowledges the
+// outcome, unless the watchdog claimed the run first; it reports whether
+// this goroutine still owns its worker slot.
+func (e *Engine) execute(r *run, acks chan<- ackItem) bool {
+	err := e.callHandler(r)
+	if !r.state.CompareAndSwap(runOpen, runClaimedByWorker) {
+		return r.state.Load() != runClaimedByWatchdog || r.onAbandon == nil
+	}
+	if r.unwatch != nil {
+		r.unwatch()
+	}
+	ack, ok := e.decide(r, err)
+	r.stopTTL()
+	r.cancel(nil)
+	if ok {
+		e.sendAck(r, ack, acks)
+	} else {
+		e.forget(r)
+	}
+	return true
+}
+
+// watchdog ends a run whose context ended while its handler still runs: a
+// handler that ignores its context still has its job recorded at the
+// deadline, canceled at a cancel, handed back at shutdown.
+func (e *Engine) watchdog(r *run, acks chan<- ackItem) {
+	if !r.state.CompareAndSwap(runOpen, runClaimedByWatchdog) {
+		return
+	}
+	ack, ok := e.decide(r, context.Cause(r.ctx))
+	if ok {
+		e.sendAck(r, ack, acks)
+	} else {
+		e.forget(r)
+	}
+	e.log.Warn("jobrelay: handler still running after its context ended; its result will be ignored",
+		"job_id", r.job.ID, "type", r.job.Type, "cause", context.Cause(r.ctx))
+	if r.onAbandon != nil {
+		r.onAbandon()
+	}
+}
+
+func (e *Engine) sendAck(r *run, ack backend.Ack, acks chan<- ackItem) {
+	if acks == nil {
+		e.finish([]ackItem{{run: r, ack: ack}})
+		return
+	}
+	acks <- ackItem{run: r, ack: ack}
+}
+
+func (e *Engine) forget(r *run) {
+	e.runMu.Lock()
+	if e.runs[r.lease.JobID] == r {
+		delete(e.runs, r.lease.JobID)
+	}
+	e.runMu.Unlock()
+}
+
+// callHandler finds the job's handler and calls it, turning a panic into an
+// error that carries the panic value and stack.
+func (e *Engine) callHandler(r *run) (err error) {
+	e.mu.RLock()
+	h := e.handlers[r.job.Type]
+	e.mu.RUnlock()
+	if h == nil {
+		return fmt.Errorf("no handler registered for job type %q in worker %s", r.job.Type, e.workerName)
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("handler of job type %q panicked: %v\n%s", r.job.Type, v, debug.Stack())
+		}
+	}()
+	job := &Job{
+		ID: r.job.ID, Type: r.job.Type, Queue: r.job.Queue, Attempt: r.job.Attempt,
+		Payload: r.job.Payload, Meta: r.job.Meta, Priority: r.job.Priority,
+		MaxRetries: r.job.MaxRetries, CreatedAt: r.job.CreatedAt, run: r,
+	}
+	return h.handler.Handle(r.ctx, job)
+}
+
+// decide turns how an attempt ended into an acknowledgement; ok is false when
+// nothing is to be acknowledged (the lease was lost).
+func (e *Engine) decide(r *run, err error) (backend.Ack, bool) {
+	ack := backend.Ack{Lease: r.lease}
+	cause := context.Cause(r.ctx)
+	if r.ctx.Err() == nil {
+		cause = nil
+	}
+	var timeout *timeoutError
+	switch {
+	case errors.Is(cause, errLeaseLost):
+		return ack, false
+	case errors.Is(cause, errCanceledByUser):
+		ack.Outcome = backend.OutcomeCanceled
+		ack.Error = "canceled by request"
+		return ack, true
+	case errors.Is(cause, errShutdown) && err != nil:
+		ack.Outcome = backend.OutcomeReleased
+		return ack, true
+	case err == nil:
+		ack.Outcome = backend.OutcomeCompleted
+		ack.Result = r.result
+		return ack, true
+	case errors.As(cause, &timeout):
+		err = timeout
+	}
+	ack.Error = err.Error()
+	failures := r.job.Failures
+	var skip *skipRetryError
+	if errors.As(err, &skip) || failures >= r.job.MaxRetries {
+		ack.Outcome = backend.OutcomeFailed
+		return ack, true
+	}
+	delay := e.cfg.retry.Delay(failures)
+	var after *retryAfterError
+	if errors.As(err, &after) {
+		delay = after.delay
+	}
+	ack.Outcome = backend.OutcomeRetry
+	ack.RetryAt = e.clock.Now().Add(delay)
+	return ack, true
+}
+
+// cancelLocal cancels the context of job id if it runs in this process.
+func (e *Engine) cancelLocal(id string) {
+	e.runMu.Lock()
+	r := e.runs[id]
+	e.runMu.Unlock()
+	if r != nil {
+		r.cancel(errCanceledByUser)
+	}
+}
+
+// heartbeat renews the leases of running jobs and this engine's worker
+// entry every third of the lease.
+func (e *Engine) heartbeat(ctx context.Context, info backend.WorkerInfo) {
+	every := e.cfg.lease / 3
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.clock.After(every):
+		}
+		now := e.clock.Now()
+		if err := e.backend.RegisterWorker(ctx, now, info, e.cfg.lease); err != nil && ctx.Err() == nil {
+			e.log.Warn("jobrelay: worker heartbeat failed", "err", err)
+		}
+		e.runMu.Lock()
+		runs := make([]*run, 0, len(e.runs))
+		refs := make([]backend.LeaseRef, 0, len(e.runs))
+		for _, r := range e.runs {
+			runs = append(runs, r)
+			refs = append(refs, r.lease)
+		}
+		e.runMu.Unlock()
+		if len(refs) == 0 {
+			continue
+		}
+		errs, err := e.backend.Heartbeat(ctx, now, now.Add(e.cfg.lease), refs)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.log.Warn("jobrelay: lease heartbeat failed", "jobs", len(refs), "err", err)
+			}
+			continue
+		}
+		for i, err := range errs {
+			switch {
+			case errors.Is(err, backend.ErrCancelRequested):
+				runs[i].cancel(errCanceledByUser)
+			case errors.Is(err, backend.ErrLeaseLost):
+				e.log.Warn("jobrelay: lease lost; stopping the job here", "job_id", refs[i].JobID)
+				runs[i].cancel(errLeaseLost)
+			}
+		}
+	}
+}
+
+// schedule promotes due jobs at the time they are due (or within the poll
+// interval for jobs other processes scheduled), reaps expired leases and
+// sweeps expired jobs.
+func (e *Engine) schedule(ctx context.Context) {
+	reapEvery := max(e.cfg.lease/2, 5*time.Millisecond)
+	var nextReap, nextSweep time.Time
+	for {
+		now := e.clock.Now()
+		wait := e.cfg.pollInterval
+		_, next, err := e.backend.Promote(ctx, now)
+		if err != nil && ctx.Err() == nil {
+			e.log.Warn("jobrelay: promote due jobs failed", "err", err)
+		}
+		if !next.IsZero() {
+			wait = min(wait, max(next.Sub(now), time.Millisecond))
+		}
+		if !now.Before(nextReap) {
+			if n, err := e.backend.Reap(ctx, now); err != nil && ctx.Err() == nil {
+				e.log.Warn("jobrelay: reap expired leases failed", "err", err)
+			} else if n > 0 {
+				e.log.Info("jobrelay: jobs stalled and went back to their queue", "jobs", n)
+			}
+			nextReap = now.Add(reapEvery)
+		}
+		wait = min(wait, max(nextReap.Sub(now), time.Millisecond))
+		if !now.Before(nextSweep) {
+			for {
+				n, err := e.backend.Sweep(ctx, now, 1000)
+				if err != nil && ctx.Err() == nil {
+					e.log.Warn("jobrelay: sweep expired jobs failed", "err", err)
+				}
+				if n < 1000 || ctx.Err() != nil {
+					break
+				}
+			}
+			nextSweep = now.Add(e.cfg.sweepInterval)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.schedWake:
+		case <-e.clock.After(wait):
+		}
+	}
+}
+
+// Drain runs every job that is due now, one at a time in the caller's
+// goroutine, until none is left, and returns how many it ran. It also
+// reaps expired leases and sweeps expired jobs at the clock's time. It is for
+// tests: enqueue, Drain, then assert, with no goroutines left behind. Jobs
+// scheduled for later (a delay, a retry's backoff) run once the clock has
+// reached their time (see WithClock and FakeClock). Drain works every queue
+// the backend knows, this engine's queues first.
+func (e *Engine) Drain(ctx context.Context) (int, error) {
+	if e.closed.Load() {
+		return 0, ErrClosed
+	}
+	ran := 0
+	for {
+		now := e.clock.Now()
+		if _, _, err := e.backend.Promote(ctx, now); err != nil {
+			return ran, fmt.Errorf("drain: %w", err)
+		}
+		if _, err := e.backend.Reap(ctx, now); err != nil {
+			return ran, fmt.Errorf("drain: %w", err)
+		}
+		if _, err := e.backend.Sweep(ctx, now, 1000); err != nil {
+			return ran, fmt.Errorf("drain: %w", err)
+		}
+		queues, err := e.drainQueues(ctx)
+		if err != nil {
+			return ran, err
+		}
+		leases, err := e.backend.Lease(ctx, backend.LeaseRequest{
+			Queues: queues, Worker: e.workerName, Max: 1, Now: now, TTL: e.cfg.lease,
+		})
+		if err != nil {
+			return ran, fmt.Errorf("drain: %w", err)
+		}
+		if len(leases) == 0 {
+			return ran, nil
+		}
+		r := e.newRun(ctx, leases[0])
+		r.sync = true
+		e.runMu.Lock()
+		e.runs[r.lease.JobID] = r
+		e.runMu.Unlock()
+		r.unwatch = context.AfterFunc(r.ctx, func() { e.watchdog(r, nil) })
+		e.execute(r, nil)
+		ran++
+	}
+}
+
+func (e *Engine) drainQueues(ctx context.Context) ([]string, error) {
+	qs, err := e.backend.Stats(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("drain: %w", err)
+	}
+	queues := slices.Clone(e.cfg.queues)
+	for _, q := range qs {
+		if !slices.Contains(queues, q.Queue) {
+			queues = append(queues, q.Queue)
+		}
+	}
+	return queues, nil
+}
