@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// Causes of a job context's end, told apart with context.Cause.
+// Causes of a job context's end, kept on the run (see run.cancel).
 var (
 	errCanceledByUser = errors.New("job canceled by request")
 	errLeaseLost      = fmt.Errorf("job lease lost: %w", ErrLeaseLost)
@@ -47,8 +47,8 @@ type run struct {
 	job     *backend.Job
 	lease   backend.LeaseRef
 	ctx     context.Context
-	cancel  context.CancelCauseFunc
-	stopTTL context.CancelFunc
+	stop    context.CancelFunc
+	cause   atomic.Pointer[error] // why this engine cancelled ctx, if it did
 	unwatch func() bool
 	state   atomic.Int32
 	result  []byte
@@ -60,7 +60,9 @@ type run struct {
 }
 
 // newRun prepares the context of one attempt: cancelable by this engine,
-// with the job's timeout as its deadline.
+// with the job's timeout as its deadline. One context per run (not a cancel
+// context with a deadline context inside) keeps the hot path short; the
+// cause of a cancel is kept on the run.
 func (e *Engine) newRun(base context.Context, l *backend.Lease) *run {
 	j := l.Job
 	r := &run{engine: e, job: j, lease: l.Ref()}
@@ -68,10 +70,26 @@ func (e *Engine) newRun(base context.Context, l *backend.Lease) *run {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	ctx, cancel := context.WithCancelCause(base)
-	ctx, stop := context.WithDeadlineCause(ctx, time.Now().Add(timeout), &timeoutError{timeout: timeout})
-	r.ctx, r.cancel, r.stopTTL = ctx, cancel, stop
+	r.ctx, r.stop = context.WithDeadlineCause(base, time.Now().Add(timeout), &timeoutError{timeout: timeout})
 	return r
+}
+
+// cancel ends the run's context for the given reason; the first reason
+// given wins.
+func (r *run) cancel(cause error) {
+	if cause != nil {
+		r.cause.CompareAndSwap(nil, &cause)
+	}
+	r.stop()
+}
+
+// causeErr says why the run's context ended: this engine's reason, or the
+// deadline, or the caller's context (Drain).
+func (r *run) causeErr() error {
+	if p := r.cause.Load(); p != nil {
+		return *p
+	}
+	return context.Cause(r.ctx)
 }
 
 // Run works the engine's queues until ctx is cancelled: it leases jobs,
@@ -110,6 +128,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	loops, loopCtx := errgroup.WithContext(ctx)
 	loops.Go(func() error { p.dispatch(loopCtx); return nil })
 	loops.Go(func() error { e.schedule(loopCtx); return nil })
+	loops.Go(func() error { e.runPeriodic(loopCtx); return nil })
 	// Heartbeats and acks go on through the shutdown wait, until the last
 	// run is acknowledged.
 	hbCtx, stopHeartbeats := context.WithCancel(context.WithoutCancel(ctx))
@@ -245,7 +264,7 @@ func (p *pool) worker() {
 	for r := range p.work {
 		if p.stopping.Load() {
 			r.state.Store(runClaimedByWorker)
-			r.stopTTL()
+			r.stop()
 			p.e.sendAck(r, backend.Ack{Lease: r.lease, Outcome: backend.OutcomeReleased}, p.acks)
 			continue
 		}
@@ -362,8 +381,7 @@ func (e *Engine) execute(r *run, acks chan<- ackItem) bool {
 		r.unwatch()
 	}
 	ack, ok := e.decide(r, err)
-	r.stopTTL()
-	r.cancel(nil)
+	r.stop()
 	if ok {
 		e.sendAck(r, ack, acks)
 	} else {
@@ -379,14 +397,14 @@ func (e *Engine) watchdog(r *run, acks chan<- ackItem) {
 	if !r.state.CompareAndSwap(runOpen, runClaimedByWatchdog) {
 		return
 	}
-	ack, ok := e.decide(r, context.Cause(r.ctx))
+	ack, ok := e.decide(r, r.causeErr())
 	if ok {
 		e.sendAck(r, ack, acks)
 	} else {
 		e.forget(r)
 	}
 	e.log.Warn("jobrelay: handler still running after its context ended; its result will be ignored",
-		"job_id", r.job.ID, "type", r.job.Type, "cause", context.Cause(r.ctx))
+		"job_id", r.job.ID, "type", r.job.Type, "cause", r.causeErr())
 	if r.onAbandon != nil {
 		r.onAbandon()
 	}
@@ -434,7 +452,7 @@ func (e *Engine) callHandler(r *run) (err error) {
 // nothing is to be acknowledged (the lease was lost).
 func (e *Engine) decide(r *run, err error) (backend.Ack, bool) {
 	ack := backend.Ack{Lease: r.lease}
-	cause := context.Cause(r.ctx)
+	cause := r.causeErr()
 	if r.ctx.Err() == nil {
 		cause = nil
 	}
