@@ -840,3 +840,38 @@ func TestEngineEnqueueMany(t *testing.T) {
 		}
 	})
 }
+
+func TestEngineHeartbeatsKeepLongJobsLeased(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend.Backend) {
+		e := newEngine(t, b, WithLease(150*time.Millisecond))
+		e.HandleFunc("long", func(ctx context.Context, job *Job) error {
+			// The work outlasts several leases; heartbeats must renew it.
+			select {
+			case <-time.After(600 * time.Millisecond):
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		start(t, e)
+		info := wait(t, e, enqueue(t, e, "long", nil))
+		if info.State != StateCompleted || info.Stalls != 0 || info.Attempt != 1 {
+			t.Fatalf("got %s after %d attempts with %d stalls, want completed in one attempt without stalls", info.State, info.Attempt, info.Stalls)
+		}
+	})
+}
+
+func TestEngineBlockedListenerDoesNotBlockWorkers(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend.Backend) {
+		unblock := make(chan struct{})
+		e := newEngine(t, b, WithListener(Listener{OnActive: func(Event) { <-unblock }}))
+		t.Cleanup(func() { close(unblock) })
+		e.HandleFunc("ok", func(ctx context.Context, job *Job) error { return nil })
+		start(t, e)
+		for range 5 {
+			if got := wait(t, e, enqueue(t, e, "ok", nil)); got.State != StateCompleted {
+				t.Fatalf("got %s, want completed while a listener is stuck", got.State)
+			}
+		}
+	})
+}

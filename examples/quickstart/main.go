@@ -47,11 +47,11 @@ func run(db string) error {
 	defer cancel()
 
 	e, err := engine.New(
-		engine.WithMemory(),
+		engine.WithBolt(db),
 		engine.WithConcurrency(4),
 		engine.WithListener(engine.Listener{
 			OnProgress: func(ev engine.Event) {
-				fmt.Printf("  job %s… %3d%% %s\n", ev.JobID[:8], ev.Progress, ev.Message)
+				fmt.Printf("  job …%s %3d%% %s\n", ev.JobID[len(ev.JobID)-6:], ev.Progress, ev.Message)
 			},
 		}),
 	)
