@@ -282,16 +282,15 @@ func (e *Engine) newJob(now time.Time, typ string, payload any, opts []EnqueueOp
 		ResultTTL:  c.resultTTL,
 		FailureTTL: c.failureTTL,
 		UniqueKey:  c.uniqueKey,
-		DependsOn:  slices.Compact(slices.Sorted(slices.Values(c.dependsOn))),
+	}
+	if len(c.dependsOn) > 0 {
+		nj.DependsOn = slices.Compact(slices.Sorted(slices.Values(c.dependsOn)))
 	}
 	if c.delay > 0 {
 		nj.RunAt = now.Add(c.delay)
 	}
 	if c.uniqueFor > 0 {
 		nj.UniqueUntil = now.Add(c.uniqueFor)
-	}
-	if len(nj.DependsOn) == 0 {
-		nj.DependsOn = nil
 	}
 	return nj, nil
 }

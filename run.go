@@ -43,53 +43,66 @@ const (
 
 // run is one attempt of one job in this process.
 type run struct {
-	engine  *Engine
-	job     *backend.Job
-	lease   backend.LeaseRef
-	ctx     context.Context
-	stop    context.CancelFunc
-	cause   atomic.Pointer[error] // why this engine cancelled ctx, if it did
-	unwatch func() bool
-	state   atomic.Int32
-	result  []byte
-	// sync runs (Drain) acknowledge in the caller's goroutine.
-	sync bool
-	// onAbandon is called when the watchdog claims the run while the
-	// handler still runs, so the worker pool can replace its worker.
-	onAbandon func()
+	engine *Engine
+	pool   *pool // nil for runs of Drain, which acknowledge in place
+	job    *backend.Job
+	lease  backend.LeaseRef
+	ctx    *runContext
+	timer  atomic.Pointer[time.Timer] // ends the run at the job's timeout
+	cause  atomic.Pointer[error] // why the run's context ended
+	state  atomic.Int32
+	result []byte
 }
 
-// newRun prepares the context of one attempt: cancelable by this engine,
-// with the job's timeout as its deadline. One context per run (not a cancel
-// context with a deadline context inside) keeps the hot path short; the
-// cause of a cancel is kept on the run.
-func (e *Engine) newRun(base context.Context, l *backend.Lease) *run {
+// newRun prepares one attempt: a context whose deadline is the job's
+// timeout, and a timer that cancels it then.
+func (e *Engine) newRun(base context.Context, l *backend.Lease, p *pool) *run {
 	j := l.Job
-	r := &run{engine: e, job: j, lease: l.Ref()}
 	timeout := j.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	r.ctx, r.stop = context.WithDeadlineCause(base, time.Now().Add(timeout), &timeoutError{timeout: timeout})
+	r := &run{engine: e, pool: p, job: j, lease: l.Ref()}
+	r.ctx = &runContext{parent: base, deadline: time.Now().Add(timeout)}
+	r.timer.Store(time.AfterFunc(timeout, func() { r.cancel(&timeoutError{timeout: timeout}) }))
 	return r
 }
 
-// cancel ends the run's context for the given reason; the first reason
-// given wins.
+// cancel ends the run's context for the given reason (the first reason
+// wins) and, if the handler has not returned yet, lets the watchdog record
+// the outcome now rather than whenever the handler returns.
 func (r *run) cancel(cause error) {
-	if cause != nil {
-		r.cause.CompareAndSwap(nil, &cause)
+	r.cause.CompareAndSwap(nil, &cause)
+	err := context.Canceled
+	if errors.Is(cause, context.DeadlineExceeded) {
+		err = context.DeadlineExceeded
 	}
-	r.stop()
+	if r.ctx.cancel(err) && r.state.Load() == runOpen {
+		go r.engine.watchdog(r)
+	}
 }
 
-// causeErr says why the run's context ended: this engine's reason, or the
-// deadline, or the caller's context (Drain).
+// release stops the run's timer and ends its context quietly, once the
+// outcome is claimed, so that contexts a handler derived are released.
+func (r *run) release() {
+	r.stopTimer()
+	r.ctx.cancel(context.Canceled)
+}
+
+// stopTimer stops the timeout timer; it may not be stored yet when the
+// run is cancelled the moment it starts, and then simply fires for nothing.
+func (r *run) stopTimer() {
+	if t := r.timer.Load(); t != nil {
+		t.Stop()
+	}
+}
+
+// causeErr says why the run's context ended, or nil while it runs.
 func (r *run) causeErr() error {
 	if p := r.cause.Load(); p != nil {
 		return *p
 	}
-	return context.Cause(r.ctx)
+	return r.ctx.Err()
 }
 
 // Run works the engine's queues until ctx is cancelled: it leases jobs,
@@ -244,13 +257,7 @@ func (p *pool) dispatch(ctx context.Context) {
 // start registers a leased job as running here.
 func (p *pool) start(l *backend.Lease) *run {
 	e := p.e
-	r := e.newRun(context.Background(), l)
-	r.onAbandon = func() {
-		// The old worker goroutine stays in the handler; a new one takes
-		// its place in the pool and its slot.
-		go p.worker()
-		p.slots <- struct{}{}
-	}
+	r := e.newRun(context.Background(), l, p)
 	e.runMu.Lock()
 	e.runs[r.lease.JobID] = r
 	e.runMu.Unlock()
@@ -264,18 +271,24 @@ func (p *pool) worker() {
 	for r := range p.work {
 		if p.stopping.Load() {
 			r.state.Store(runClaimedByWorker)
-			r.stop()
-			p.e.sendAck(r, backend.Ack{Lease: r.lease, Outcome: backend.OutcomeReleased}, p.acks)
+			r.release()
+			p.e.sendAck(r, backend.Ack{Lease: r.lease, Outcome: backend.OutcomeReleased})
 			continue
 		}
-		r.unwatch = context.AfterFunc(r.ctx, func() { p.e.watchdog(r, p.acks) })
-		if !p.e.execute(r, p.acks) {
+		if !p.e.execute(r) {
 			// The watchdog claimed the run and started a replacement.
 			return
 		}
 		p.slots <- struct{}{}
 	}
 	p.workers.Done()
+}
+
+// abandon replaces a worker whose handler still runs after the watchdog
+// recorded its outcome: a new goroutine takes its place and its slot.
+func (p *pool) abandon() {
+	go p.worker()
+	p.slots <- struct{}{}
 }
 
 // shutdown waits for running jobs up to the shutdown timeout, then hands
@@ -372,18 +385,15 @@ func (e *Engine) finish(batch []ackItem) {
 // execute runs the handler of r in this goroutine and acknowledges the
 // outcome, unless the watchdog claimed the run first; it reports whether
 // this goroutine still owns its worker slot.
-func (e *Engine) execute(r *run, acks chan<- ackItem) bool {
+func (e *Engine) execute(r *run) bool {
 	err := e.callHandler(r)
 	if !r.state.CompareAndSwap(runOpen, runClaimedByWorker) {
-		return r.state.Load() != runClaimedByWatchdog || r.onAbandon == nil
+		return r.pool == nil
 	}
-	if r.unwatch != nil {
-		r.unwatch()
-	}
+	r.release()
 	ack, ok := e.decide(r, err)
-	r.stop()
 	if ok {
-		e.sendAck(r, ack, acks)
+		e.sendAck(r, ack)
 	} else {
 		e.forget(r)
 	}
@@ -393,29 +403,30 @@ func (e *Engine) execute(r *run, acks chan<- ackItem) bool {
 // watchdog ends a run whose context ended while its handler still runs: a
 // handler that ignores its context still has its job recorded at the
 // deadline, canceled at a cancel, handed back at shutdown.
-func (e *Engine) watchdog(r *run, acks chan<- ackItem) {
+func (e *Engine) watchdog(r *run) {
 	if !r.state.CompareAndSwap(runOpen, runClaimedByWatchdog) {
 		return
 	}
+	r.stopTimer()
 	ack, ok := e.decide(r, r.causeErr())
 	if ok {
-		e.sendAck(r, ack, acks)
+		e.sendAck(r, ack)
 	} else {
 		e.forget(r)
 	}
 	e.log.Warn("jobrelay: handler still running after its context ended; its result will be ignored",
 		"job_id", r.job.ID, "type", r.job.Type, "cause", r.causeErr())
-	if r.onAbandon != nil {
-		r.onAbandon()
+	if r.pool != nil {
+		r.pool.abandon()
 	}
 }
 
-func (e *Engine) sendAck(r *run, ack backend.Ack, acks chan<- ackItem) {
-	if acks == nil {
+func (e *Engine) sendAck(r *run, ack backend.Ack) {
+	if r.pool == nil {
 		e.finish([]ackItem{{run: r, ack: ack}})
 		return
 	}
-	acks <- ackItem{run: r, ack: ack}
+	r.pool.acks <- ackItem{run: r, ack: ack}
 }
 
 func (e *Engine) forget(r *run) {
@@ -453,9 +464,6 @@ func (e *Engine) callHandler(r *run) (err error) {
 func (e *Engine) decide(r *run, err error) (backend.Ack, bool) {
 	ack := backend.Ack{Lease: r.lease}
 	cause := r.causeErr()
-	if r.ctx.Err() == nil {
-		cause = nil
-	}
 	var timeout *timeoutError
 	switch {
 	case errors.Is(cause, errLeaseLost):
@@ -627,13 +635,13 @@ func (e *Engine) Drain(ctx context.Context) (int, error) {
 		if len(leases) == 0 {
 			return ran, nil
 		}
-		r := e.newRun(ctx, leases[0])
-		r.sync = true
+		r := e.newRun(ctx, leases[0], nil)
 		e.runMu.Lock()
 		e.runs[r.lease.JobID] = r
 		e.runMu.Unlock()
-		r.unwatch = context.AfterFunc(r.ctx, func() { e.watchdog(r, nil) })
-		e.execute(r, nil)
+		stop := context.AfterFunc(ctx, func() { r.cancel(context.Cause(ctx)) })
+		e.execute(r)
+		stop()
 		ran++
 	}
 }
