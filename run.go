@@ -49,7 +49,7 @@ type run struct {
 	lease  backend.LeaseRef
 	ctx    *runContext
 	timer  atomic.Pointer[time.Timer] // ends the run at the job's timeout
-	cause  atomic.Pointer[error] // why the run's context ended
+	cause  atomic.Pointer[error]      // why the run's context ended
 	state  atomic.Int32
 	result []byte
 }
