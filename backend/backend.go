@@ -104,7 +104,7 @@ type NewJob struct {
 	RunAt time.Time
 
 	MaxRetries int           // failed attempts that may be retried
-	MaxStalls  int           // expired leases tolerated before the job fails
+	MaxStalls  int           // the job fails at its MaxStalls-th expired lease
 	Timeout    time.Duration // per-attempt deadline, enforced by the engine
 
 	// ResultTTL is how long a completed job (and its result) is kept;
