@@ -207,6 +207,9 @@ const idleBlock = 5 * time.Second
 func (p *pool) dispatch(ctx context.Context) {
 	e := p.e
 	n := cap(p.slots)
+	// A lease taken at the end of a wait is stamped with the time the wait
+	// began; a wait of at most a quarter lease keeps that error small.
+	block := min(idleBlock, e.cfg.lease/4)
 	failing := false
 	backoff := 50 * time.Millisecond
 	for {
@@ -227,7 +230,7 @@ func (p *pool) dispatch(ctx context.Context) {
 		}
 		leases, err := e.backend.Lease(ctx, backend.LeaseRequest{
 			Queues: e.cfg.queues, Worker: e.workerName, Max: free,
-			Now: e.clock.Now(), TTL: e.cfg.lease, Block: idleBlock,
+			Now: e.clock.Now(), TTL: e.cfg.lease, Block: block,
 		})
 		for range free - len(leases) {
 			p.slots <- struct{}{}
