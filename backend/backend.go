@@ -119,6 +119,10 @@ type NewJob struct {
 	UniqueKey   string
 	UniqueUntil time.Time
 
+	// LimitKey names the Limit this job counts against (a job type, an API,
+	// a tenant); empty for none. See Limit.
+	LimitKey string
+
 	// DependsOn lists jobs that must complete before this one runs. When all
 	// of them have completed already the job starts queued (or scheduled);
 	// when one has failed or been canceled it starts canceled, naming it in
@@ -165,6 +169,7 @@ type Job struct {
 
 	UniqueKey   string
 	UniqueUntil time.Time
+	LimitKey    string
 	DependsOn   []string
 
 	Progress        int    // percent, 0..100
@@ -246,6 +251,11 @@ const (
 	// shutdown): no failure and no stall is counted, and Attempt goes back
 	// down by one so that the next run is numbered as this one was.
 	OutcomeReleased
+	// OutcomeThrottled means the handler met an API's rate limit: the job
+	// becomes scheduled until RetryAt with no failure counted (Attempt back
+	// down by one, as for a release), and when it has a LimitKey, that key
+	// is throttled until RetryAt: no job with the key is leased before then.
+	OutcomeThrottled
 )
 
 // String names the outcome for logs.
@@ -261,6 +271,8 @@ func (o Outcome) String() string {
 		return "canceled"
 	case OutcomeReleased:
 		return "released"
+	case OutcomeThrottled:
+		return "throttled"
 	}
 	return "unknown"
 }
@@ -270,8 +282,46 @@ type Ack struct {
 	Lease   LeaseRef
 	Outcome Outcome
 	Result  []byte    // OutcomeCompleted
-	Error   string    // OutcomeRetry, OutcomeFailed, OutcomeCanceled
-	RetryAt time.Time // OutcomeRetry: when the job is due again
+	Error   string    // OutcomeRetry, OutcomeFailed, OutcomeCanceled, OutcomeThrottled
+	RetryAt time.Time // OutcomeRetry, OutcomeThrottled: when the job is due again
+}
+
+// Limit caps the jobs that share a limit key (NewJob.LimitKey): how many
+// run at once, and how many start in any window of Period. API quotas (an
+// LLM provider's requests per minute and at once, Notion's requests per
+// second) are limits. A limit is stored in the backend, so every engine that
+// shares the backend obeys it: on Redis it holds across processes and
+// machines.
+type Limit struct {
+	Key string
+	// Concurrency is the most jobs with this key active at once; 0 means no
+	// cap.
+	Concurrency int
+	// Rate is the most jobs with this key leased in any window of Period (a
+	// sliding window: for every t, leases in (t-Period, t] number at most
+	// Rate); 0 means no cap.
+	Rate   int
+	Period time.Duration
+}
+
+// Limiter is the part of the contract that enforces Limits.
+//
+// Lease passes over a queued job whose key is held back — Concurrency of its
+// jobs are active, or Rate of them were leased in the last Period, or the key
+// is throttled (OutcomeThrottled) — and takes the next job in line instead:
+// a held-back key never blocks jobs of other keys or of none (no
+// head-of-line blocking), and the held-back job keeps its place. It becomes
+// leasable, and a blocked Lease wakes, as soon as the limit allows: when a
+// job of the key finishes, is released or is reaped; when SetLimit raises or
+// removes the limit; and when the rate window or the throttle passes, which
+// Promote handles: its next time includes the earliest moment a held-back
+// key opens, so the engine calls Promote then, without polling.
+type Limiter interface {
+	// SetLimit stores the limit of l.Key, replacing the one before; a Limit
+	// with neither Concurrency nor Rate removes it.
+	SetLimit(ctx context.Context, now time.Time, l Limit) error
+	// Limits lists the stored limits, by key.
+	Limits(ctx context.Context) ([]Limit, error)
 }
 
 // ListFilter selects jobs for List. Empty fields match everything.

@@ -1,0 +1,131 @@
+package backendtest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jobrelay/engine/backend"
+)
+
+func testEvents(t *testing.T, h Harness) {
+	t.Run("Lifecycle", func(t *testing.T) {
+		f := newFixture(t, h)
+		c := f.cursor()
+		id := f.add(ofType("summarize"), inQueue("ai"))
+		l := f.leaseID(f.at(1*time.Second), id, "ai")
+		if err := f.b.Progress(f.ctx, f.at(2*time.Second), l.Ref(), 30, "reading"); err != nil {
+			t.Fatalf("Progress: got error %v, want nil", err)
+		}
+		f.retry(f.at(3*time.Second), l, "timeout", f.at(10*time.Second))
+		f.promote(f.at(10 * time.Second))
+		l = f.leaseID(f.at(11*time.Second), id, "ai")
+		f.complete(f.at(12*time.Second), l, `{"ok":true}`)
+
+		ev := func(kind backend.EventKind, state backend.State, attempt int, at time.Duration) backend.Event {
+			return backend.Event{Kind: kind, JobID: id, Type: "summarize", Queue: "ai", State: state, Attempt: attempt, Time: f.at(at)}
+		}
+		progress := ev(backend.EventProgress, backend.StateActive, 1, 2*time.Second)
+		progress.Progress, progress.Message = 30, "reading"
+		retrying := ev(backend.EventRetrying, backend.StateRetrying, 1, 3*time.Second)
+		retrying.Error, retrying.RunAt = "timeout", f.at(10*time.Second)
+		completed := ev(backend.EventCompleted, backend.StateCompleted, 2, 12*time.Second)
+		completed.Result = []byte(`{"ok":true}`)
+		c = f.wantEvents(c,
+			ev(backend.EventQueued, backend.StateQueued, 0, 0),
+			ev(backend.EventActive, backend.StateActive, 1, time.Second),
+			progress,
+			retrying,
+			ev(backend.EventQueued, backend.StateQueued, 1, 10*time.Second),
+			ev(backend.EventActive, backend.StateActive, 2, 11*time.Second),
+			completed,
+		)
+		f.wantNoEvents(c)
+	})
+
+	t.Run("CursorStartsAfterNewest", func(t *testing.T) {
+		f := newFixture(t, h)
+		f.add()
+		f.add()
+		c := f.cursor()
+		later := f.add()
+		f.wantEvents(c, backend.Event{Kind: backend.EventQueued, JobID: later, State: backend.StateQueued})
+	})
+
+	t.Run("MaxAndCursorPaging", func(t *testing.T) {
+		f := newFixture(t, h)
+		c := f.cursor()
+		var ids []string
+		for range 5 {
+			ids = append(ids, f.add())
+		}
+		var got []string
+		for len(got) < 5 {
+			ctx, cancel := context.WithTimeout(f.ctx, 5*time.Second)
+			evs, err := f.b.ReadEvents(ctx, c, 2)
+			cancel()
+			if err != nil {
+				t.Fatalf("ReadEvents: got error %v, want nil", err)
+			}
+			if len(evs) == 0 || len(evs) > 2 {
+				t.Fatalf("ReadEvents with max 2: got %d events, want 1 or 2", len(evs))
+			}
+			for _, e := range evs {
+				got = append(got, e.JobID)
+			}
+			c = evs[len(evs)-1].ID
+		}
+		for i := range ids {
+			if got[i] != ids[i] {
+				t.Fatalf("events read two at a time: got jobs %v, want %v once each, in order", got, ids)
+			}
+		}
+		f.wantNoEvents(c)
+	})
+
+	t.Run("BlocksUntilEvent", func(t *testing.T) {
+		f := newFixture(t, h)
+		c := f.cursor()
+		type outcome struct {
+			evs []backend.Event
+			err error
+		}
+		started := make(chan struct{})
+		done := make(chan outcome, 1)
+		go func() {
+			close(started)
+			ctx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
+			defer cancel()
+			evs, err := f.b.ReadEvents(ctx, c, 10)
+			done <- outcome{evs, err}
+		}()
+		<-started
+		letItBlock()
+		id := f.add()
+		r := await(t, done, 10*time.Second, "blocked ReadEvents")
+		if r.err != nil || len(r.evs) == 0 {
+			t.Fatalf("blocked ReadEvents: got %d events and error %v, want the new event", len(r.evs), r.err)
+		}
+		checkEvent(t, 0, r.evs[0], backend.Event{Kind: backend.EventQueued, JobID: id, State: backend.StateQueued})
+	})
+
+	t.Run("ContextEndsWait", func(t *testing.T) {
+		f := newFixture(t, h)
+		f.add()
+		c := f.cursor()
+		ctx, cancel := context.WithTimeout(f.ctx, 100*time.Millisecond)
+		defer cancel()
+		begin := time.Now()
+		evs, err := f.b.ReadEvents(ctx, c, 10)
+		if len(evs) != 0 {
+			t.Errorf("ReadEvents with nothing new: got %d events, want none", len(evs))
+		}
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("ReadEvents whose context ended: got error %v, want nil or context.DeadlineExceeded", err)
+		}
+		if took := time.Since(begin); took > 5*time.Second {
+			t.Errorf("ReadEvents whose context ended after 100ms: returned after %v, want about 100ms", took)
+		}
+	})
+}

@@ -1,0 +1,224 @@
+package memory_test
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jobrelay/engine/backend"
+	"github.com/jobrelay/engine/backend/memory"
+)
+
+// benchBatch is the batch size of the benchmarks, about what the engine's
+// dispatcher takes at full load.
+const benchBatch = 100
+
+var benchLogSize = memory.DefaultEventLogSize
+
+// benchJobs makes count jobs with IDs in creation order, as the engine does.
+// The IDs share one string, so that making them costs the benchmark little.
+func benchJobs(from, count int) []backend.NewJob {
+	jobs := make([]backend.NewJob, count)
+	const width = 14 // "j" and 13 digits
+	buf := make([]byte, 0, count*width)
+	for i := range jobs {
+		buf = append(buf, 'j')
+		buf = strconv.AppendInt(buf, int64(1_000_000_000_000+from+i), 10)
+	}
+	ids := string(buf)
+	for i := range jobs {
+		jobs[i] = backend.NewJob{ID: ids[i*width : (i+1)*width], Type: "bench", Queue: "default",
+			Payload: []byte(`{"meeting":"m-1"}`), MaxRetries: 3, MaxStalls: 3, ResultTTL: time.Second, FailureTTL: time.Second}
+	}
+	return jobs
+}
+
+func perJob(b *testing.B) {
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchBatch), "ns/job")
+}
+
+// drain completes and sweeps every job, so that a benchmark's store stays
+// the size of its working set.
+func drain(b *testing.B, m *memory.Backend, now time.Time) {
+	ctx := context.Background()
+	req := backend.LeaseRequest{Queues: []string{"default"}, Worker: "w", Max: 1000, Now: now, TTL: time.Minute}
+	for {
+		ls, err := m.Lease(ctx, req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(ls) == 0 {
+			break
+		}
+		acks := make([]backend.Ack, len(ls))
+		for i, l := range ls {
+			acks[i] = backend.Ack{Lease: l.Ref(), Outcome: backend.OutcomeCompleted}
+		}
+		if _, err := m.Finish(ctx, now, acks); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := m.Sweep(ctx, now.Add(time.Hour), 0); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// window is how many batches a benchmark runs between two drains: the store
+// holds up to 10,000 jobs, as a busy queue would.
+const window = 100
+
+// BenchmarkEnqueueBatch measures Enqueue of one batch of 100 jobs.
+func BenchmarkEnqueueBatch(b *testing.B) {
+	ctx := context.Background()
+	m := memory.New(memory.Options{})
+	defer m.Close()
+	now := time.Unix(1_900_000_000, 0)
+	batches := make([][]backend.NewJob, window)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%window == 0 {
+			b.StopTimer()
+			now = now.Add(2 * time.Hour)
+			drain(b, m, now)
+			for k := range batches {
+				batches[k] = benchJobs((i+k)*benchBatch, benchBatch)
+			}
+			b.StartTimer()
+		}
+		if _, err := m.Enqueue(ctx, now, batches[i%window]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	perJob(b)
+}
+
+// BenchmarkLeaseFinishBatch measures Lease of 100 jobs and Finish of them
+// (completed), the dispatcher's and workers' share of the hot path.
+func BenchmarkLeaseFinishBatch(b *testing.B) {
+	ctx := context.Background()
+	m := memory.New(memory.Options{})
+	defer m.Close()
+	now := time.Unix(1_900_000_000, 0)
+	req := backend.LeaseRequest{Queues: []string{"default"}, Worker: "w", Max: benchBatch, TTL: time.Minute}
+	acks := make([]backend.Ack, benchBatch)
+	result := []byte(`{"ok":true}`)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%window == 0 {
+			b.StopTimer()
+			now = now.Add(2 * time.Hour)
+			drain(b, m, now)
+			for k := range window {
+				if _, err := m.Enqueue(ctx, now, benchJobs((i+k)*benchBatch, benchBatch)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			req.Now = now
+			b.StartTimer()
+		}
+		ls, err := m.Lease(ctx, req)
+		if err != nil || len(ls) != benchBatch {
+			b.Fatalf("Lease: got %d jobs and %v", len(ls), err)
+		}
+		for k, l := range ls {
+			acks[k] = backend.Ack{Lease: l.Ref(), Outcome: backend.OutcomeCompleted, Result: result}
+		}
+		if _, err := m.Finish(ctx, now, acks); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	perJob(b)
+}
+
+// BenchmarkCycle measures a job's whole life in the backend, by batches of
+// 100: Enqueue, Lease, Finish, and the Sweep that deletes it. Its ns/job is
+// the backend's share of the engine's per-job budget.
+func BenchmarkCycle(b *testing.B) {
+	ctx := context.Background()
+	m := memory.New(memory.Options{EventLogSize: benchLogSize})
+	defer m.Close()
+	now := time.Unix(1_900_000_000, 0)
+	req := backend.LeaseRequest{Queues: []string{"default"}, Worker: "w", Max: benchBatch, TTL: time.Minute}
+	acks := make([]backend.Ack, benchBatch)
+	result := []byte(`{"ok":true}`)
+	batchSet := make([][]backend.NewJob, window)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%window == 0 {
+			b.StopTimer()
+			for k := range batchSet {
+				batchSet[k] = benchJobs((i+k)*benchBatch, benchBatch)
+			}
+			b.StartTimer()
+		}
+		now = now.Add(time.Millisecond)
+		if _, err := m.Enqueue(ctx, now, batchSet[i%window]); err != nil {
+			b.Fatal(err)
+		}
+		req.Now = now
+		ls, err := m.Lease(ctx, req)
+		if err != nil || len(ls) != benchBatch {
+			b.Fatalf("Lease: got %d jobs and %v", len(ls), err)
+		}
+		for k, l := range ls {
+			acks[k] = backend.Ack{Lease: l.Ref(), Outcome: backend.OutcomeCompleted, Result: result}
+		}
+		if _, err := m.Finish(ctx, now, acks); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := m.Sweep(ctx, now, 2*benchBatch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	perJob(b)
+}
+
+// BenchmarkCycleParallel runs BenchmarkCycle's loop on every P at once, to
+// show what the one mutex costs under contention.
+func BenchmarkCycleParallel(b *testing.B) {
+	ctx := context.Background()
+	m := memory.New(memory.Options{})
+	defer m.Close()
+	base := time.Unix(1_900_000_000, 0)
+	var worker atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		w := int(worker.Add(1))
+		req := backend.LeaseRequest{Queues: []string{"default"}, Worker: "w", Max: benchBatch, Now: base, TTL: time.Minute}
+		acks := make([]backend.Ack, 0, benchBatch)
+		result := []byte(`{"ok":true}`)
+		n := 0
+		for pb.Next() {
+			jobs := benchJobs(w*100_000_000_000+n*benchBatch, benchBatch)
+			n++
+			if _, err := m.Enqueue(ctx, base, jobs); err != nil {
+				b.Fatal(err)
+			}
+			ls, err := m.Lease(ctx, req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			acks = acks[:0]
+			for _, l := range ls {
+				acks = append(acks, backend.Ack{Lease: l.Ref(), Outcome: backend.OutcomeCompleted, Result: result})
+			}
+			if _, err := m.Finish(ctx, base, acks); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := m.Sweep(ctx, base.Add(2*time.Second), 2*benchBatch); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.StopTimer()
+	perJob(b)
+}

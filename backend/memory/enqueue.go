@@ -1,0 +1,209 @@
+package memory
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/jobrelay/engine/backend"
+)
+
+// Enqueue stores a batch of new jobs; see backend.Backend. The records are
+// built (and payloads copied) before the lock is taken, so that enqueuers
+// hold the mutex only for the index updates.
+func (b *Backend) Enqueue(ctx context.Context, now time.Time, jobs []backend.NewJob) ([]backend.EnqueueResult, error) {
+	now = stamp(now)
+	recs := make([]*job, len(jobs))
+	for i := range jobs {
+		recs[i] = newRecord(&jobs[i], now)
+	}
+	results := make([]backend.EnqueueResult, len(jobs))
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, errClosed
+	}
+	var q *queue
+	for i, j := range recs {
+		if q == nil || q.name != j.Queue {
+			q = b.queueLocked(j.Queue)
+		}
+		j.q = q
+		results[i] = b.enqueueLocked(now, j)
+	}
+	return results, nil
+}
+
+// newRecord copies a NewJob into a fresh record, so that the caller may reuse
+// its buffers once Enqueue returns.
+func newRecord(nj *backend.NewJob, now time.Time) *job {
+	j := &job{}
+	j.ID = nj.ID
+	j.Type = nj.Type
+	j.Queue = nj.Queue
+	j.Payload = bytes.Clone(nj.Payload)
+	j.Meta = maps.Clone(nj.Meta)
+	j.Priority = nj.Priority
+	j.RunAt = stamp(nj.RunAt)
+	j.MaxRetries = nj.MaxRetries
+	j.MaxStalls = nj.MaxStalls
+	j.Timeout = nj.Timeout
+	j.ResultTTL = nj.ResultTTL
+	j.FailureTTL = nj.FailureTTL
+	j.UniqueKey = nj.UniqueKey
+	j.UniqueUntil = stamp(nj.UniqueUntil)
+	j.DependsOn = slices.Clone(nj.DependsOn)
+	j.CreatedAt = now
+	return j
+}
+
+func (b *Backend) enqueueLocked(now time.Time, j *job) backend.EnqueueResult {
+	if j.ID == "" {
+		return backend.EnqueueResult{Err: fmt.Errorf("memory: enqueue: job has no ID")}
+	}
+	// A second job with a stored ID would corrupt every index; it is a
+	// duplicate of the job that has the ID. An ID above every stored one,
+	// as the engine makes them, needs no lookup.
+	if b.byID.mayHold(j.ID) {
+		if old := b.jobs.get(j.ID); old != nil {
+			return backend.EnqueueResult{ID: old.ID, State: old.State,
+				Err: fmt.Errorf("memory: enqueue %s: ID exists: %w", j.ID, backend.ErrDuplicateJob)}
+		}
+	}
+	if j.UniqueKey != "" {
+		if id, st, held := b.uniqueHolder(j.UniqueKey, now); held {
+			return backend.EnqueueResult{ID: id, State: st,
+				Err: fmt.Errorf("memory: enqueue %s: unique key %q held by %s: %w", j.ID, j.UniqueKey, id, backend.ErrDuplicateJob)}
+		}
+	}
+
+	// Look at every parent before storing anything: an unknown one refuses
+	// the whole job.
+	var ended *job // a failed or canceled parent
+	pending := 0
+	for i, pid := range j.DependsOn {
+		if slices.Contains(j.DependsOn[:i], pid) {
+			continue
+		}
+		p := b.jobs.get(pid)
+		if p == nil {
+			return backend.EnqueueResult{Err: fmt.Errorf("memory: enqueue %s: depends on %s: %w", j.ID, pid, backend.ErrDependencyNotFound)}
+		}
+		switch p.State {
+		case backend.StateCompleted:
+		case backend.StateFailed, backend.StateCanceled:
+			if ended == nil {
+				ended = p
+			}
+		default:
+			pending++
+		}
+	}
+
+	b.jobs.put(j)
+	b.byID.insert(j)
+	if j.UniqueKey != "" {
+		b.unique[j.UniqueKey] = uniqueHold{j: j}
+	}
+	switch {
+	case ended != nil:
+		j.Error = dependencyError(ended)
+		b.terminate(j, backend.StateCanceled, now, j.FailureTTL)
+		b.emit(backend.EventCanceled, j, now).Error = j.Error
+	case pending > 0:
+		b.setState(j, backend.StateDeferred)
+		j.extra().pending = pending
+		for i, pid := range j.DependsOn {
+			if p := b.jobs.get(pid); p.State != backend.StateCompleted && !slices.Contains(j.DependsOn[:i], pid) {
+				px := p.extra()
+				px.children = append(px.children, j)
+			}
+		}
+		b.emit(backend.EventQueued, j, now)
+	default:
+		b.becomeDue(j, now)
+	}
+	return backend.EnqueueResult{ID: j.ID, State: j.State}
+}
+
+// becomeDue makes a job that waits for nothing else queued, or scheduled when
+// its RunAt is still ahead.
+func (b *Backend) becomeDue(j *job, now time.Time) {
+	if j.RunAt.After(now) {
+		b.makeDelayed(j, backend.StateScheduled)
+		b.emit(backend.EventQueued, j, now).RunAt = j.RunAt
+		return
+	}
+	b.makeQueued(j)
+	b.emit(backend.EventQueued, j, now)
+}
+
+// uniqueHolder reports who holds key at now: a key is held while its job is
+// live, and until UniqueUntil whatever the job's state (even once swept).
+func (b *Backend) uniqueHolder(key string, now time.Time) (string, backend.State, bool) {
+	h, ok := b.unique[key]
+	switch {
+	case !ok:
+		return "", "", false
+	case h.j != nil:
+		if !h.j.State.Terminal() || h.j.UniqueUntil.After(now) {
+			return h.j.ID, h.j.State, true
+		}
+	case h.until.After(now):
+		return h.id, h.state, true
+	}
+	return "", "", false
+}
+
+// releaseDependents is called when p completed: each deferred child whose
+// last parent this was becomes due.
+func (b *Backend) releaseDependents(p *job, now time.Time) {
+	if p.x == nil {
+		return
+	}
+	children := p.x.children
+	p.x.children = nil
+	for _, c := range children {
+		if c.State != backend.StateDeferred {
+			continue // canceled (and maybe requeued) meanwhile
+		}
+		if c.x.pending--; c.x.pending == 0 {
+			b.becomeDue(c, now)
+		}
+	}
+}
+
+// cancelDependents is called when p failed or was canceled: its deferred
+// children can never run, so they are canceled, and theirs in turn.
+func (b *Backend) cancelDependents(p *job, now time.Time) {
+	if p.x == nil || len(p.x.children) == 0 {
+		return
+	}
+	stack := []*job{p}
+	for len(stack) > 0 {
+		p := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		children := p.x.children
+		p.x.children = nil
+		for _, c := range children {
+			if c.State != backend.StateDeferred {
+				continue
+			}
+			c.Error = dependencyError(p)
+			b.terminate(c, backend.StateCanceled, now, c.FailureTTL)
+			b.emit(backend.EventCanceled, c, now).Error = c.Error
+			if c.x != nil && len(c.x.children) > 0 {
+				stack = append(stack, c)
+			}
+		}
+	}
+}
+
+// dependencyError says why a child was canceled, naming its parent.
+func dependencyError(p *job) string {
+	return "dependency " + p.ID + " " + string(p.State)
+}

@@ -1,0 +1,375 @@
+package memory
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jobrelay/engine/backend"
+)
+
+// Lease takes up to req.Max queued jobs; see backend.Backend. With req.Block
+// it waits on the ready channel, which every transition that queues a job
+// closes, and on a timer; it starts no goroutine.
+func (b *Backend) Lease(ctx context.Context, req backend.LeaseRequest) ([]*backend.Lease, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	now := stamp(req.Now)
+	limit := max(req.Max, 1)
+	var timer *time.Timer
+	for last := false; ; {
+		b.mu.Lock()
+		if b.closed {
+			b.mu.Unlock()
+			return nil, errClosed
+		}
+		out := b.leaseLocked(req, now, limit)
+		if len(out) > 0 || req.Block <= 0 || last {
+			b.mu.Unlock()
+			return out, nil
+		}
+		if b.ready == nil {
+			b.ready = make(chan struct{})
+		}
+		ready := b.ready
+		b.mu.Unlock()
+
+		if timer == nil {
+			timer = time.NewTimer(req.Block)
+			defer timer.Stop()
+		}
+		// A wake-up may be for another queue, or another caller may take
+		// the job first: then wait on for the rest of Block.
+		select {
+		case <-ready:
+		case <-timer.C:
+			last = true
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-b.done:
+			return nil, errClosed
+		}
+	}
+}
+
+// leaseBox holds a Lease and its Job in one allocation.
+type leaseBox struct {
+	lease backend.Lease
+	job   backend.Job
+}
+
+func (b *Backend) leaseLocked(req backend.LeaseRequest, now time.Time, limit int) []*backend.Lease {
+	picked := b.scratch[:0]
+	for _, name := range req.Queues {
+		q := b.queues[name]
+		if q == nil || q.paused {
+			continue
+		}
+		for len(picked) < limit && q.ready.len() > 0 {
+			picked = append(picked, q.ready.pop())
+		}
+		if len(picked) == limit {
+			break
+		}
+	}
+	b.scratch = picked
+	if len(picked) == 0 {
+		return nil
+	}
+
+	// One string holds every token of the batch; each job keeps a slice
+	// of it. A token is the backend's random prefix, the job's lease slot
+	// and a counter, in fixed-width hex: unique without a lookup, and it
+	// leads Heartbeat and Finish to the job without one either.
+	width := len(b.tokenPrefix) + tokenDigits
+	buf := b.tokenBuf[:0]
+	size := 0
+	for _, j := range picked {
+		if n := len(b.freeSlots); n > 0 {
+			j.slot = b.freeSlots[n-1]
+			b.freeSlots = b.freeSlots[:n-1]
+			b.slots[j.slot] = j
+		} else {
+			j.slot = uint32(len(b.slots))
+			b.slots = append(b.slots, j)
+		}
+		b.tokenSeq++
+		buf = append(buf, b.tokenPrefix...)
+		buf = appendHex(buf, uint64(j.slot), 8)
+		buf = appendHex(buf, b.tokenSeq, 16)
+		size += len(j.Payload)
+	}
+	b.tokenBuf = buf
+	tokens := string(buf)
+
+	boxes := make([]leaseBox, len(picked))
+	out := make([]*backend.Lease, len(picked))
+	arena := make([]byte, 0, size)
+	expires := now.Add(req.TTL)
+	expiresKey := nanos(expires)
+	for i, j := range picked {
+		j.Attempt++
+		j.StartedAt = now
+		j.LeaseToken = tokens[i*width : (i+1)*width]
+		j.LeaseExpiresAt = expires
+		j.Worker = req.Worker
+		j.CancelRequested = false
+		b.setState(j, backend.StateActive)
+		b.leased.push(j, expiresKey)
+		b.emit(backend.EventActive, j, now)
+
+		box := &boxes[i]
+		box.job = j.Job
+		if j.Payload != nil {
+			start := len(arena)
+			arena = append(arena, j.Payload...)
+			box.job.Payload = arena[start:len(arena):len(arena)]
+		}
+		box.job.Meta = maps.Clone(j.Meta)
+		box.job.DependsOn = slices.Clone(j.DependsOn)
+		box.job.Result = nil // a job that is leased has no result yet
+		box.lease.Job = &box.job
+		out[i] = &box.lease
+	}
+	clear(picked)
+	return out
+}
+
+// tokenDigits is the length of a token after the prefix: 8 hex digits of
+// slot and 16 of counter.
+const tokenDigits = 8 + 16
+
+const hexDigits = "0123456789abcdef"
+
+func appendHex(buf []byte, v uint64, digits int) []byte {
+	for shift := 4 * (digits - 1); shift >= 0; shift -= 4 {
+		buf = append(buf, hexDigits[(v>>uint(shift))&0xf])
+	}
+	return buf
+}
+
+// Heartbeat extends leases; see backend.Backend. A lease whose expiry passed
+// but that Reap has not handled yet still owns its job, so it is extended.
+func (b *Backend) Heartbeat(ctx context.Context, now, until time.Time, leases []backend.LeaseRef) ([]error, error) {
+	until = stamp(until)
+	errs := make([]error, len(leases))
+	key := nanos(until)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, errClosed
+	}
+	for i, ref := range leases {
+		j := b.ownedLocked(ref)
+		if j == nil {
+			errs[i] = leaseLost("heartbeat", ref.JobID)
+			continue
+		}
+		j.LeaseExpiresAt = until
+		b.leased.drop(j)
+		b.leased.push(j, key)
+		if j.CancelRequested {
+			errs[i] = cancelRequested("heartbeat", ref.JobID)
+		}
+	}
+	return errs, nil
+}
+
+// ownedLocked returns the active job that ref's token owns, or nil. The
+// token names its lease slot; the slot's job must carry the very same token
+// and ID, or the lease was lost.
+func (b *Backend) ownedLocked(ref backend.LeaseRef) *job {
+	t, p := ref.Token, len(b.tokenPrefix)
+	if len(t) != p+tokenDigits || t[:p] != b.tokenPrefix {
+		return nil
+	}
+	slot := 0
+	for _, c := range []byte(t[p : p+8]) {
+		d := strings.IndexByte(hexDigits, c)
+		if d < 0 {
+			return nil
+		}
+		slot = slot<<4 | d
+	}
+	if slot >= len(b.slots) {
+		return nil
+	}
+	j := b.slots[slot]
+	if j == nil || j.LeaseToken != t || j.ID != ref.JobID {
+		return nil
+	}
+	return j
+}
+
+// Progress stores an active job's progress; see backend.Backend. Percent is
+// clamped to 0..100.
+func (b *Backend) Progress(ctx context.Context, now time.Time, lease backend.LeaseRef, percent int, message string) error {
+	now = stamp(now)
+	percent = min(max(percent, 0), 100)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errClosed
+	}
+	j := b.ownedLocked(lease)
+	if j == nil {
+		return leaseLost("progress", lease.JobID)
+	}
+	j.Progress = percent
+	j.ProgressMessage = message
+	e := b.emit(backend.EventProgress, j, now)
+	e.Progress = percent
+	e.Message = message
+	if j.CancelRequested {
+		return cancelRequested("progress", lease.JobID)
+	}
+	return nil
+}
+
+// Finish ends attempts; see backend.Backend. Results are copied into one
+// buffer per call before the lock is taken.
+func (b *Backend) Finish(ctx context.Context, now time.Time, acks []backend.Ack) ([]error, error) {
+	now = stamp(now)
+	errs := make([]error, len(acks))
+	size := 0
+	for i := range acks {
+		if acks[i].Outcome == backend.OutcomeCompleted {
+			size += len(acks[i].Result)
+		}
+	}
+	arena := make([]byte, 0, size)
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, errClosed
+	}
+	for i := range acks {
+		a := &acks[i]
+		var result []byte
+		if a.Outcome == backend.OutcomeCompleted && a.Result != nil {
+			start := len(arena)
+			arena = append(arena, a.Result...)
+			result = arena[start:len(arena):len(arena)]
+		}
+		errs[i] = b.finishLocked(now, a, result)
+	}
+	return errs, nil
+}
+
+func (b *Backend) finishLocked(now time.Time, a *backend.Ack, result []byte) error {
+	if a.Outcome < backend.OutcomeCompleted || a.Outcome > backend.OutcomeReleased {
+		return fmt.Errorf("memory: finish %s: unknown outcome %d", a.Lease.JobID, int(a.Outcome))
+	}
+	j := b.ownedLocked(a.Lease)
+	if j == nil {
+		return leaseLost("finish", a.Lease.JobID)
+	}
+	outcome := a.Outcome
+	// The worker must not hand back a job whose cancel was requested: it
+	// would run again. Such a job ends canceled, and its failed attempt is
+	// not counted, since the cancel is what stopped it.
+	if j.CancelRequested && (outcome == backend.OutcomeRetry || outcome == backend.OutcomeReleased) {
+		outcome = backend.OutcomeCanceled
+	}
+	b.leased.drop(j)
+	b.endLease(j)
+	switch outcome {
+	case backend.OutcomeCompleted:
+		j.q.processed++
+		j.Result = result
+		b.terminate(j, backend.StateCompleted, now, j.ResultTTL)
+		b.emit(backend.EventCompleted, j, now).Result = result
+		b.releaseDependents(j, now)
+	case backend.OutcomeRetry:
+		j.Failures++
+		j.q.failed++
+		j.Error = a.Error
+		j.RunAt = stamp(a.RetryAt)
+		b.makeDelayed(j, backend.StateRetrying)
+		e := b.emit(backend.EventRetrying, j, now)
+		e.Error = j.Error
+		e.RunAt = j.RunAt
+	case backend.OutcomeFailed:
+		j.Failures++
+		j.q.failed++
+		j.Error = a.Error
+		b.terminate(j, backend.StateFailed, now, j.FailureTTL)
+		b.emit(backend.EventFailed, j, now).Error = j.Error
+		b.cancelDependents(j, now)
+	case backend.OutcomeCanceled:
+		b.cancelActive(j, now, a.Error)
+	case backend.OutcomeReleased:
+		j.Attempt = max(j.Attempt-1, 0)
+		b.makeFirst(j)
+		b.emit(backend.EventQueued, j, now)
+	}
+	return nil
+}
+
+// cancelActive ends a job that was active as canceled. Its Error is the
+// reason given to Cancel, or else the worker's.
+func (b *Backend) cancelActive(j *job, now time.Time, workerError string) {
+	b.endCanceled(j, now, workerError)
+	b.emit(backend.EventCanceled, j, now).Error = j.Error
+	b.cancelDependents(j, now)
+}
+
+// endCanceled makes a job that was active canceled, without its event.
+func (b *Backend) endCanceled(j *job, now time.Time, workerError string) {
+	j.Error = workerError
+	if j.x != nil && j.x.cancelReason != "" {
+		j.Error = j.x.cancelReason
+		j.x.cancelReason = ""
+	}
+	b.terminate(j, backend.StateCanceled, now, j.FailureTTL)
+}
+
+// Reap handles expired leases; see backend.Backend. A job whose cancel was
+// requested is canceled rather than queued again: its worker is gone, and
+// the job must not run again.
+func (b *Backend) Reap(ctx context.Context, now time.Time) (int, error) {
+	now = stamp(now)
+	key := nanos(now)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, errClosed
+	}
+	reaped := 0
+	for e := b.leased.min(); e != nil && e.key < key; e = b.leased.min() {
+		j := b.leased.pop()
+		reaped++
+		j.Stalls++
+		canceled := j.CancelRequested
+		b.endLease(j)
+		switch {
+		case canceled:
+			b.endCanceled(j, now, "canceled while active; its lease expired")
+			b.stalled(j, now, "lease expired")
+			b.emit(backend.EventCanceled, j, now).Error = j.Error
+			b.cancelDependents(j, now)
+		case j.Stalls >= j.MaxStalls:
+			j.Error = "job stalled " + strconv.Itoa(j.Stalls) + " times (its lease expired each time; MaxStalls is " +
+				strconv.Itoa(j.MaxStalls) + ")"
+			j.q.failed++
+			b.terminate(j, backend.StateFailed, now, j.FailureTTL)
+			b.stalled(j, now, "lease expired")
+			b.emit(backend.EventFailed, j, now).Error = j.Error
+			b.cancelDependents(j, now)
+		default:
+			b.makeFirst(j)
+			b.stalled(j, now, "lease expired")
+		}
+	}
+	return reaped, nil
+}
+
+func (b *Backend) stalled(j *job, now time.Time, msg string) {
+	b.emit(backend.EventStalled, j, now).Error = msg
+}

@@ -1,0 +1,309 @@
+// Package memory is the in-process jobrelay backend. Every job lives in this
+// process's memory behind one mutex, so it needs no server and is the fastest
+// backend: the default for unit tests, and for programs whose jobs may die
+// with the process.
+//
+// Each backend.Backend call is one section under the mutex, so each
+// transition is atomic and records its event in the same step. A FIFO per
+// priority in each queue makes Enqueue and Lease O(1) per job; heaps of
+// scheduled and retrying jobs by RunAt, of leases by expiry and of finished
+// jobs by ExpiresAt keep Finish, Promote, Reap and Sweep at O(log n). Calls
+// take batches, so that the mutex is taken once per batch, not per job.
+package memory
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jobrelay/engine/backend"
+)
+
+// DefaultEventLogSize is the number of events the log keeps when
+// Options.EventLogSize is zero: the events of about 20,000 jobs (some 14 MB),
+// far more than a listener that keeps up ever lags behind.
+const DefaultEventLogSize = 1 << 16
+
+// Options configures a memory backend.
+type Options struct {
+	// EventLogSize caps the event log that ReadEvents serves, so memory
+	// stays bounded when nobody reads; a reader that falls further behind
+	// resumes at the oldest kept event. Defaults to DefaultEventLogSize.
+	EventLogSize int
+}
+
+// Backend keeps jobs in this process's memory. It implements
+// backend.Backend; make one with New. Its zero value is not usable.
+type Backend struct {
+	mu     sync.Mutex
+	closed bool
+	done   chan struct{} // closed by Close, so that blocked calls return
+
+	jobs     jobTable
+	byID     idIndex           // every job in ID order, for List
+	queues   map[string]*queue // every queue that ever held a job or was paused
+	delayed  timeHeap          // scheduled and retrying jobs by RunAt
+	leased   timeHeap          // active jobs by LeaseExpiresAt
+	expiring timeHeap          // terminal jobs by ExpiresAt
+	unique   map[string]uniqueHold
+	tombs    tombHeap // unique keys of swept jobs still held by UniqueUntil
+	workers  map[string]backend.WorkerInfo
+
+	tokenPrefix string
+	tokenSeq    uint64
+	// slots holds the active job of each lease by the slot number its token
+	// carries, so that Heartbeat, Progress and Finish find a job without a
+	// map lookup; freeSlots lists the slots free for reuse.
+	slots     []*job
+	freeSlots []uint32
+	tokenBuf  []byte // reused by Lease to build a batch's tokens
+	scratch   []*job // reused by Lease to collect a batch
+
+	// ready is closed (and set to nil) when a job becomes queued or a queue
+	// resumes; a blocked Lease makes it. It stays nil while nobody waits,
+	// so that the hot path pays nothing for blocking.
+	ready chan struct{}
+
+	events eventLog
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// errClosed is built once: calls after Close must not allocate to say so.
+var errClosed = fmt.Errorf("memory: %w", backend.ErrClosed)
+
+// New returns an empty backend. It starts no goroutine: the engine drives
+// time through the calls it makes.
+func New(opts Options) *Backend {
+	size := opts.EventLogSize
+	if size <= 0 {
+		size = DefaultEventLogSize
+	}
+	var r [6]byte
+	_, _ = rand.Read(r[:]) // crypto/rand.Read never fails on supported platforms
+	return &Backend{
+		done:        make(chan struct{}),
+		jobs:        newJobTable(),
+		queues:      make(map[string]*queue),
+		unique:      make(map[string]uniqueHold),
+		workers:     make(map[string]backend.WorkerInfo),
+		tokenPrefix: hex.EncodeToString(r[:]) + "-",
+		events:      eventLog{size: size},
+	}
+}
+
+// Close drops every job and makes later calls return ErrClosed; blocked
+// Lease and ReadEvents calls return at once. Closing twice is harmless.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	close(b.done)
+	b.jobs, b.queues, b.unique, b.workers = jobTable{}, nil, nil, nil
+	b.byID, b.delayed, b.leased, b.expiring, b.tombs = idIndex{}, timeHeap{}, timeHeap{}, timeHeap{}, nil
+	b.events = eventLog{size: b.events.size}
+	b.scratch, b.tokenBuf, b.slots, b.freeSlots = nil, nil, nil, nil
+	return nil
+}
+
+// job is the stored record: the public fields plus the indexes' bookkeeping.
+type job struct {
+	backend.Job
+
+	q *queue
+	// gen tells the live entry of the job from stale ones (see entry). The
+	// job's state says which index holds its live entry: queued q.ready,
+	// scheduled and retrying delayed, active leased, terminal expiring;
+	// deferred has none.
+	gen  uint64
+	slot uint32    // active: the lease slot that its token names
+	x    *jobExtra // nil for most jobs
+}
+
+// jobExtra holds what few jobs need, so that the record of a plain job stays
+// in a smaller size class: the allocator and the GC see every job.
+type jobExtra struct {
+	pending      int    // deferred: parents that have not completed yet
+	children     []*job // deferred jobs that wait for this one
+	cancelReason string // the reason given to Cancel while active
+}
+
+func (j *job) extra() *jobExtra {
+	if j.x == nil {
+		j.x = &jobExtra{}
+	}
+	return j.x
+}
+
+// queue is one named queue: its ready jobs and its counters.
+type queue struct {
+	name      string
+	ready     readyQueue
+	paused    bool
+	counts    [numStates]int
+	processed int64
+	failed    int64
+}
+
+// uniqueHold records who holds a unique key. While the holder is stored, j
+// points to it and its state and UniqueUntil decide; after Sweep deleted it,
+// id, state and until remember it for as long as UniqueUntil holds the key.
+type uniqueHold struct {
+	j     *job
+	id    string
+	state backend.State
+	until time.Time
+}
+
+const numStates = 8
+
+func stateIndex(s backend.State) int {
+	switch s {
+	case backend.StateQueued:
+		return 0
+	case backend.StateScheduled:
+		return 1
+	case backend.StateDeferred:
+		return 2
+	case backend.StateActive:
+		return 3
+	case backend.StateRetrying:
+		return 4
+	case backend.StateCompleted:
+		return 5
+	case backend.StateFailed:
+		return 6
+	default:
+		return 7
+	}
+}
+
+// queueLocked returns the named queue, making it on first use.
+func (b *Backend) queueLocked(name string) *queue {
+	q := b.queues[name]
+	if q == nil {
+		q = &queue{name: name}
+		b.queues[name] = q
+	}
+	return q
+}
+
+// setState moves j to state s and keeps its queue's counts in step.
+func (b *Backend) setState(j *job, s backend.State) {
+	if j.State != "" {
+		j.q.counts[stateIndex(j.State)]--
+	}
+	j.q.counts[stateIndex(s)]++
+	j.State = s
+}
+
+// makeQueued puts j at the back of its priority in its queue and wakes
+// blocked Lease calls. j must be in no index.
+func (b *Backend) makeQueued(j *job) {
+	b.setState(j, backend.StateQueued)
+	j.q.ready.pushBack(j)
+	b.jobReady()
+}
+
+// makeFirst puts a released or stalled job back at the front of its
+// priority, where it was before it was leased.
+func (b *Backend) makeFirst(j *job) {
+	b.setState(j, backend.StateQueued)
+	j.q.ready.pushFront(j)
+	b.jobReady()
+}
+
+// makeDelayed makes j wait in state s (scheduled or retrying) until its RunAt.
+func (b *Backend) makeDelayed(j *job, s backend.State) {
+	b.setState(j, s)
+	b.delayed.push(j, nanos(j.RunAt))
+}
+
+// terminate ends j in the terminal state s and keeps it for ttl.
+func (b *Backend) terminate(j *job, s backend.State, now time.Time, ttl time.Duration) {
+	b.setState(j, s)
+	j.FinishedAt = now
+	j.ExpiresAt = now.Add(ttl)
+	b.expiring.push(j, nanos(j.ExpiresAt))
+}
+
+// unindex takes a waiting job (queued, scheduled or retrying) out of its
+// index; a deferred job is in none.
+func (b *Backend) unindex(j *job) {
+	switch j.State {
+	case backend.StateQueued:
+		j.q.ready.drop(j)
+	case backend.StateScheduled, backend.StateRetrying:
+		b.delayed.drop(j)
+	}
+}
+
+// endLease frees j's lease slot and clears the lease fields, which are empty
+// whenever a job is not active.
+func (b *Backend) endLease(j *job) {
+	b.slots[j.slot] = nil
+	b.freeSlots = append(b.freeSlots, j.slot)
+	j.LeaseToken = ""
+	j.LeaseExpiresAt = time.Time{}
+	j.Worker = ""
+	j.CancelRequested = false
+}
+
+// jobReady wakes every blocked Lease call.
+func (b *Backend) jobReady() {
+	if b.ready != nil {
+		close(b.ready)
+		b.ready = nil
+	}
+}
+
+// snapshot returns a deep copy of the stored job, so that a caller cannot
+// change the store through it.
+func (j *job) snapshot() *backend.Job {
+	c := j.Job
+	c.Payload = bytes.Clone(j.Payload)
+	c.Meta = maps.Clone(j.Meta)
+	c.DependsOn = slices.Clone(j.DependsOn)
+	c.Result = bytes.Clone(j.Result)
+	return &c
+}
+
+// stamp normalizes a time the backend stores: UTC, whose location pointer is
+// nil and costs the GC nothing, and without the monotonic reading, which
+// means nothing once stored.
+func stamp(t time.Time) time.Time { return t.UTC().Round(0) }
+
+// nanos turns t into a heap key, saturating outside the years 1678 to 2262
+// that int64 nanoseconds cover (the zero time sorts first).
+func nanos(t time.Time) int64 {
+	const maxSec = math.MaxInt64/int64(time.Second) - 1
+	s := t.Unix()
+	switch {
+	case s > maxSec:
+		return math.MaxInt64
+	case s < -maxSec:
+		return math.MinInt64
+	}
+	return s*int64(time.Second) + int64(t.Nanosecond())
+}
+
+func leaseLost(op, id string) error {
+	return fmt.Errorf("memory: %s %s: %w", op, id, backend.ErrLeaseLost)
+}
+
+func cancelRequested(op, id string) error {
+	return fmt.Errorf("memory: %s %s: %w", op, id, backend.ErrCancelRequested)
+}
+
+func notFound(op, id string) error {
+	return fmt.Errorf("memory: %s %s: %w", op, id, backend.ErrJobNotFound)
+}
