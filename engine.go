@@ -98,6 +98,10 @@ func New(opts ...Option) (*Engine, error) {
 	}
 	e.workerID = jobid.New(time.Now())
 	e.hub = newHub(e)
+	if err := e.applyLimits(); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("engine: %w", err)
+	}
 	for _, l := range cfg.listeners {
 		if _, err := e.hub.listen(l); err != nil {
 			e.Close()
@@ -282,6 +286,7 @@ func (e *Engine) newJob(now time.Time, typ string, payload any, opts []EnqueueOp
 		ResultTTL:  c.resultTTL,
 		FailureTTL: c.failureTTL,
 		UniqueKey:  c.uniqueKey,
+		LimitKey:   c.limitKey,
 	}
 	if len(c.dependsOn) > 0 {
 		nj.DependsOn = slices.Compact(slices.Sorted(slices.Values(c.dependsOn)))

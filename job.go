@@ -93,6 +93,7 @@ type JobInfo struct {
 	Error           string
 	Meta            map[string]string
 	UniqueKey       string
+	LimitKey        string
 	DependsOn       []string
 	Worker          string
 	CreatedAt       time.Time
@@ -119,6 +120,7 @@ type jobInfoJSON struct {
 	Error           *string           `json:"error"`
 	Meta            map[string]string `json:"meta,omitempty"`
 	UniqueKey       string            `json:"unique_key,omitempty"`
+	LimitKey        string            `json:"limit_key,omitempty"`
 	DependsOn       []string          `json:"depends_on,omitempty"`
 	Worker          string            `json:"worker,omitempty"`
 	CreatedAt       *time.Time        `json:"created_at"`
@@ -163,7 +165,7 @@ func (i JobInfo) MarshalJSON() ([]byte, error) {
 		Attempt: i.Attempt, MaxRetries: i.MaxRetries, Failures: i.Failures, Stalls: i.Stalls,
 		Progress: i.Progress, ProgressMessage: i.ProgressMessage,
 		Payload: rawJSON(i.Payload), Result: rawJSON(i.Result),
-		Meta: i.Meta, UniqueKey: i.UniqueKey, DependsOn: i.DependsOn, Worker: i.Worker,
+		Meta: i.Meta, UniqueKey: i.UniqueKey, LimitKey: i.LimitKey, DependsOn: i.DependsOn, Worker: i.Worker,
 		CreatedAt: timeOrNil(i.CreatedAt), RunAt: timeOrNil(i.RunAt),
 		StartedAt: timeOrNil(i.StartedAt), FinishedAt: timeOrNil(i.FinishedAt),
 		ExpiresAt: timeOrNil(i.ExpiresAt),
@@ -185,7 +187,7 @@ func (i *JobInfo) UnmarshalJSON(b []byte) error {
 		ID: v.ID, Type: v.Type, Queue: v.Queue, State: v.State, Priority: v.Priority,
 		Attempt: v.Attempt, MaxRetries: v.MaxRetries, Failures: v.Failures, Stalls: v.Stalls,
 		Progress: v.Progress, ProgressMessage: v.ProgressMessage,
-		Payload: v.Payload, Result: v.Result, Meta: v.Meta, UniqueKey: v.UniqueKey,
+		Payload: v.Payload, Result: v.Result, Meta: v.Meta, UniqueKey: v.UniqueKey, LimitKey: v.LimitKey,
 		DependsOn: v.DependsOn, Worker: v.Worker,
 		CreatedAt: timeOrZero(v.CreatedAt), RunAt: timeOrZero(v.RunAt),
 		StartedAt: timeOrZero(v.StartedAt), FinishedAt: timeOrZero(v.FinishedAt),
@@ -206,7 +208,7 @@ func newJobInfo(j *backend.Job) *JobInfo {
 		Attempt: j.Attempt, MaxRetries: j.MaxRetries, Failures: j.Failures, Stalls: j.Stalls,
 		Progress: j.Progress, ProgressMessage: j.ProgressMessage,
 		Payload: j.Payload, Result: j.Result, Error: j.Error, Meta: j.Meta,
-		UniqueKey: j.UniqueKey, DependsOn: j.DependsOn, Worker: j.Worker,
+		UniqueKey: j.UniqueKey, LimitKey: j.LimitKey, DependsOn: j.DependsOn, Worker: j.Worker,
 		CreatedAt: j.CreatedAt, RunAt: j.RunAt, StartedAt: j.StartedAt,
 		FinishedAt: j.FinishedAt, ExpiresAt: j.ExpiresAt,
 	}

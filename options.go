@@ -63,6 +63,7 @@ type config struct {
 	maxStalls       int
 	pollInterval    time.Duration
 	sweepInterval   time.Duration
+	limits          []Limit
 	errs            []error
 }
 
@@ -269,6 +270,7 @@ type jobConfig struct {
 	timeout    time.Duration
 	uniqueKey  string
 	uniqueFor  time.Duration
+	limitKey   string
 	dependsOn  []string
 	resultTTL  time.Duration
 	failureTTL time.Duration

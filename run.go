@@ -375,7 +375,7 @@ func (e *Engine) finish(batch []ackItem) {
 		if i < len(errs) && errs[i] != nil {
 			e.log.Warn("jobrelay: job outcome dropped", "job_id", it.run.lease.JobID, "outcome", it.ack.Outcome, "err", errs[i])
 		}
-		if it.ack.Outcome == backend.OutcomeRetry {
+		if it.ack.Outcome == backend.OutcomeRetry || it.ack.Outcome == backend.OutcomeThrottled {
 			promote = true
 		}
 	}
@@ -482,7 +482,11 @@ func (e *Engine) decide(r *run, err error) (backend.Ack, bool) {
 		ack.Outcome = backend.OutcomeCompleted
 		ack.Result = r.result
 		return ack, true
-	case errors.As(cause, &timeout):
+	}
+	if t, ok := e.throttle(r, err); ok {
+		return t, true
+	}
+	if errors.As(cause, &timeout) {
 		err = timeout
 	}
 	ack.Error = err.Error()
