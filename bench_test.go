@@ -152,3 +152,54 @@ func itoa(n int) string {
 	}
 	return string(buf[i:])
 }
+
+// BenchmarkLimitCost measures what a limit costs the jobs it does not
+// limit: end-to-end throughput of unlimited no-op jobs alone, and with as
+// many jobs of a limited type (concurrency 4) in the same queue beside them.
+func BenchmarkLimitCost(b *testing.B) {
+	for _, withLimited := range []bool{false, true} {
+		name := "unlimited-alone"
+		if withLimited {
+			name = "beside-limited"
+		}
+		b.Run(name, func(b *testing.B) {
+			e, err := New(WithMemory(), WithConcurrency(16), WithLimit(Limit{Key: "llm", Concurrency: 4}))
+			if err != nil {
+				b.Skip(err)
+			}
+			defer e.Close()
+			var done atomic.Int64
+			all := make(chan struct{})
+			target := int64(b.N)
+			e.HandleFunc("noop", func(ctx context.Context, job *Job) error {
+				if done.Add(1) == target {
+					close(all)
+				}
+				return nil
+			})
+			e.HandleFunc("llm", func(ctx context.Context, job *Job) error { return nil }, LimitKey("llm"))
+			ctx, cancel := context.WithCancel(context.Background())
+			runDone := make(chan error)
+			go func() { runDone <- e.Run(ctx) }()
+			b.ResetTimer()
+			const batch = 512
+			for left := b.N; left > 0; left -= batch {
+				specs := make([]JobSpec, 0, 2*batch)
+				for range min(batch, left) {
+					specs = append(specs, JobSpec{Type: "noop", Payload: benchPayload})
+					if withLimited {
+						specs = append(specs, JobSpec{Type: "llm", Payload: benchPayload})
+					}
+				}
+				if _, err := e.EnqueueMany(ctx, specs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			<-all
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "unlimited-jobs/s")
+			cancel()
+			<-runDone
+		})
+	}
+}

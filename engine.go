@@ -52,6 +52,7 @@ type Engine struct {
 	stopRun   atomic.Pointer[context.CancelFunc]
 	runDone   chan struct{}
 	schedWake chan struct{}
+	schedules periodicTable // see periodic.go
 	closeOnce sync.Once
 	closed    atomic.Bool
 }
@@ -75,6 +76,7 @@ func New(opts ...Option) (*Engine, error) {
 		handlers:  make(map[string]*handlerEntry),
 		runs:      make(map[string]*run),
 		schedWake: make(chan struct{}, 1),
+		schedules: periodicTable{jobs: make(map[string]*periodicJob), changed: make(chan struct{}, 1)},
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)

@@ -843,11 +843,11 @@ func TestEngineEnqueueMany(t *testing.T) {
 
 func TestEngineHeartbeatsKeepLongJobsLeased(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend.Backend) {
-		e := newEngine(t, b, WithLease(150*time.Millisecond))
+		e := newEngine(t, b, WithLease(600*time.Millisecond))
 		e.HandleFunc("long", func(ctx context.Context, job *Job) error {
 			// The work outlasts several leases; heartbeats must renew it.
 			select {
-			case <-time.After(600 * time.Millisecond):
+			case <-time.After(2 * time.Second):
 				return nil
 			case <-ctx.Done():
 				return ctx.Err()

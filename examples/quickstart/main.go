@@ -94,6 +94,7 @@ func run(db string) error {
 	}
 
 	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
 	done := make(chan error, 1)
 	go func() { done <- e.Run(runCtx) }()
 
