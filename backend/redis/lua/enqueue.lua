@@ -1,0 +1,143 @@
+-- enqueue stores new jobs of one queue, each in order. Unique keys were
+-- claimed before, in the registry of all queues (unique.lua).
+-- ARGV[4] is the number of jobs; each job then takes 8 values and 3 per
+-- dependency:
+--   id, body (see lib.lua), priority, RunAt (ns or ''), FailureTTL (ns),
+--   type, limit key, n,
+--   then n times: dependency ID, its queue, its state code there ('' when
+--   it is in this queue, which the script reads itself; '-' when not found).
+-- It returns one {code, id, state} per job: code is 'ok', 'exists' (the ID
+-- is taken) or 'nodep' (id names the dependency that was not found).
+--
+-- The records, the ready lists and the schedule are written once for the
+-- whole batch at the end; until then the jobs of the batch live in new, where
+-- later jobs of the batch look for their ID and their parents first.
+
+local jobs, ids = {}, {}
+local i = 5
+for k = 1, tonumber(ARGV[4]) do
+  local j = {id = ARGV[i], body = ARGV[i + 1], prio = ARGV[i + 2], runat = ARGV[i + 3], fttl = ARGV[i + 4],
+    typ = ARGV[i + 5], lkey = ARGV[i + 6], deps = {}}
+  local ndeps = tonumber(ARGV[i + 7])
+  for d = 0, ndeps - 1 do
+    j.deps[#j.deps + 1] = {ARGV[i + 8 + d * 3], ARGV[i + 9 + d * 3], ARGV[i + 10 + d * 3]}
+  end
+  i = i + 8 + ndeps * 3
+  jobs[k] = j
+  ids[k] = j.id
+end
+if #jobs == 0 then return {} end
+
+local existing = redis.call('HMGET', K_JOBS, unpack(ids))
+local new, order = {}, {}
+local ready, ready_prios = {}, {}
+local sched = {'ZADD', K_SCHED}
+
+-- parent returns the record of a job of this queue, from this batch or
+-- stored, and whether it is new.
+local function parent(id)
+  if new[id] then return new[id], true end
+  return load(id), false
+end
+
+local out = {}
+for k, j in ipairs(jobs) do
+  local id = j.id
+  local result
+  if new[id] then
+    result = {'exists', id, new[id].s}
+  elseif existing[k] then
+    local r = dec(existing[k])
+    result = {'exists', id, (r and r.s) or ''}
+  end
+
+  -- Look at every dependency before storing anything: an unknown one
+  -- refuses the whole job.
+  local ended, ended_state, local_waits, waits, cross_waits = nil, nil, {}, {}, false
+  if not result then
+    local seen = {}
+    for _, d in ipairs(j.deps) do
+      local did, dq, ds = d[1], d[2], d[3]
+      if not seen[did] then
+        seen[did] = true
+        if dq == QUEUE then
+          local p = parent(did)
+          if p == nil then ds = '-' elseif p == false then ds = 'f' else ds = p.s end
+        end
+        if ds == '-' or ds == '' then
+          result = {'nodep', did, ''}
+          break
+        elseif ds == 'f' or ds == 'x' then
+          if not ended then ended, ended_state = did, ds end
+        elseif ds ~= 'c' then
+          waits[#waits + 1] = dq
+          waits[#waits + 1] = did
+          if dq == QUEUE then local_waits[#local_waits + 1] = did else cross_waits = true end
+        end
+      end
+    end
+  end
+
+  if not result then
+    local r = {a = '0', body = j.body, tp = j.typ, sp = {P = j.prio, K = j.fttl, c = NOW}}
+    if j.runat ~= '' then r.x = j.runat end
+    if j.lkey ~= '' then r.k = j.lkey end
+    if ended then
+      r.E = 'dependency ' .. ended .. ' ' .. STATE[ended_state]
+      terminate(id, r, 'x')
+      emit('canceled', id, r, 'E', r.E)
+    elseif #waits > 0 then
+      move(nil, 'd')
+      r.s = 'd'
+      r.w = lenc(waits)
+      for _, pid in ipairs(local_waits) do
+        local p, is_new = parent(pid)
+        local deps_of = ldec(p.n)
+        deps_of[#deps_of + 1] = QUEUE
+        deps_of[#deps_of + 1] = id
+        p.n = lenc(deps_of)
+        if not is_new then save(pid, p) end
+      end
+      if cross_waits then redis.call('ZADD', K_RECHECK, recheck_at(r), id) end
+      emit('queued', id, r)
+    elseif r.x and later(r.x, NOW) then
+      move(nil, 's')
+      r.s = 's'
+      sched[#sched + 1] = num(us(r.x))
+      sched[#sched + 1] = id
+      emit('queued', id, r, 'x', r.x)
+    else
+      move(nil, 'q')
+      r.s = 'q'
+      local p = j.prio
+      if not ready[p] then
+        ready[p] = {'RPUSH', ready_key(p)}
+        ready_prios[#ready_prios + 1] = p
+      end
+      ready[p][#ready[p] + 1] = id
+      emit('queued', id, r)
+    end
+    r.a = nil
+    new[id] = r
+    order[#order + 1] = id
+    result = {'ok', id, r.s}
+  end
+  out[k] = result
+end
+
+if #order > 0 then
+  local hset = {'HSET', K_JOBS}
+  for _, id in ipairs(order) do
+    hset[#hset + 1] = id
+    hset[#hset + 1] = enc(new[id])
+  end
+  redis.call(unpack(hset))
+end
+for _, p in ipairs(ready_prios) do
+  redis.call(unpack(ready[p]))
+  redis.call('ZADD', K_PRIOS, p, p)
+end
+if #ready_prios > 0 then wake() end
+if #sched > 2 then redis.call(unpack(sched)) end
+flush()
+return out

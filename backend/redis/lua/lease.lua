@@ -1,0 +1,85 @@
+-- lease takes up to ARGV[4] ready jobs of one queue, highest priority first
+-- and FIFO within one, and makes them active. A job whose limit key is held
+-- back is parked and the next one taken instead (no head-of-line blocking).
+-- ARGV[5] worker, ARGV[6] lease expiry (ns), ARGV[7] token prefix,
+-- ARGV[8] how long a corrupt job is kept once failed (ns).
+-- It returns {'paused'} for a paused queue, or a list of {id, record}, where
+-- a job whose record was corrupt comes as {id, false, why}.
+
+if paused() then
+  redis.call('DEL', K_WAKE)
+  return {'paused'}
+end
+
+local max, worker, until_ns, prefix, corrupt_ttl = s2n(ARGV[4]), ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+-- Parked jobs whose key has room now go back in line first, where they stood.
+unpark()
+local until_us = num(us(until_ns))
+local out, taken = {}, 0
+local hset, zadd = {'HSET', K_JOBS}, {'ZADD', K_ACTIVE}
+local prios = redis.call('ZREVRANGE', K_PRIOS, 0, -1)
+for _, p in ipairs(prios) do
+  local key = ready_key(p)
+  while taken < max do
+    local ids = redis.call('LPOP', key, max - taken)
+    if not ids then break end
+    -- One HMGET, one HSET and one ZADD for the whole batch.
+    local raws = redis.call('HMGET', K_JOBS, unpack(ids))
+    for k, id in ipairs(ids) do
+      local raw = raws[k]
+      local r, why
+      if raw then
+        r, why = dec(raw)
+        if r and not STATE[r.s or ''] then r, why = false, 'no valid state' end
+      end
+      if not raw then
+        -- The record is gone (deleted by hand): nothing to run.
+        count('queued', -1)
+      elseif not r then
+        fail_corrupt(id, why, raw, corrupt_ttl, 'q')
+        out[#out + 1] = {id, false, why}
+      elseif r.s == 'q' and LIMITS_ON and r.k and
+          (room(r.k) <= 0 or not UNPARKED[id] and redis.call('EXISTS', parked_key(r.k)) == 1) then
+        -- Its key is held back, or jobs of the key wait parked before it:
+        -- it waits parked, and the next job in line goes instead.
+        park(id, r.k)
+      elseif r.s == 'q' then
+        taken = taken + 1
+        r.s = 'a'
+        r.a = n2s(int(r.a) + 1)
+        r.b = NOW
+        r.L = prefix .. n2s(taken) .. '@' .. QUEUE
+        r.l = until_ns
+        r.W = worker
+        r.C = nil
+        if LIMITS_ON and r.k then admit(r.k, r.L) end
+        emit('active', id, r)
+        local rec = enc(r)
+        hset[#hset + 1] = id
+        hset[#hset + 1] = rec
+        zadd[#zadd + 1] = until_us
+        zadd[#zadd + 1] = id
+        out[#out + 1] = {id, rec}
+      end
+    end
+  end
+  if redis.call('EXISTS', key) == 0 then redis.call('ZREM', K_PRIOS, p) end
+  if taken >= max then break end
+end
+if taken > 0 then
+  redis.call(unpack(hset))
+  redis.call(unpack(zadd))
+  count('queued', -taken)
+  count('active', taken)
+end
+
+-- The marker stays while jobs are ready, so that the next waiter (in any
+-- process) wakes too; it goes when none are, so that nobody wakes for
+-- nothing.
+if redis.call('EXISTS', K_PRIOS) == 1 then
+  redis.call('ZADD', K_WAKE, 0, 'w')
+else
+  redis.call('DEL', K_WAKE)
+end
+flush()
+return out

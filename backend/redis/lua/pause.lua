@@ -1,0 +1,15 @@
+-- pause pauses (ARGV[4] '1') or resumes (ARGV[4] '0') this queue; it
+-- records EventPaused or EventResumed when that changes anything, and a
+-- resume wakes blocked Lease calls when jobs are ready.
+
+local on = ARGV[4] == '1'
+if on and not paused() then
+  redis.call('HSET', K_META, 'paused', '1')
+  redis.call('DEL', K_WAKE)
+  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', CAP, '*', 'O', order_us(), 'k', 'paused', 'T', NOW)
+elseif not on and paused() then
+  redis.call('HDEL', K_META, 'paused')
+  if redis.call('ZCARD', K_PRIOS) > 0 then wake() end
+  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', CAP, '*', 'O', order_us(), 'k', 'resumed', 'T', NOW)
+end
+return 'ok'
