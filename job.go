@@ -43,6 +43,9 @@ type Job struct {
 	Priority   int
 	MaxRetries int
 	CreatedAt  time.Time
+	// StartedAt is when this attempt was taken from the queue (its lease
+	// began), by the engine's clock; limits count starts at this time.
+	StartedAt time.Time
 
 	run *run
 }

@@ -457,7 +457,7 @@ func (e *Engine) callHandler(r *run) (err error) {
 	job := &Job{
 		ID: r.job.ID, Type: r.job.Type, Queue: r.job.Queue, Attempt: r.job.Attempt,
 		Payload: r.job.Payload, Meta: r.job.Meta, Priority: r.job.Priority,
-		MaxRetries: r.job.MaxRetries, CreatedAt: r.job.CreatedAt, run: r,
+		MaxRetries: r.job.MaxRetries, CreatedAt: r.job.CreatedAt, StartedAt: r.job.StartedAt, run: r,
 	}
 	return h.handler.Handle(r.ctx, job)
 }

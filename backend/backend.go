@@ -216,7 +216,9 @@ type LeaseRequest struct {
 	// more. Idle workers wait here instead of polling. A backend wakes the
 	// waiter as soon as a job becomes queued (enqueue, promote, requeue,
 	// release, dependency resolved, resume), in this process or, for shared
-	// backends, in any process.
+	// backends, in any process. Jobs leased after a wait are stamped with
+	// Now plus the wall time waited, so that lease expiry and rate windows
+	// count from when the job was really taken.
 	Block time.Duration
 }
 
