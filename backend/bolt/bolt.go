@@ -133,8 +133,9 @@ type Options struct {
 // stays short.
 const DefaultMaxBatchOps = 1024
 
-// Backend is the bbolt implementation of backend.Backend. Create it with
-// Open and release the file with Close.
+// Backend is the bbolt implementation of backend.Backend and
+// backend.Limiter (see limits.go). Create it with Open and release the file
+// with Close.
 type Backend struct {
 	db   *bbolt.DB
 	path string
@@ -182,6 +183,7 @@ type Backend struct {
 	floor        map[string][]byte   // per queue: the last ready key Lease consumed
 	journal      *journal            // see journal.go
 	journalDone  uint64              // the highest journal sequence committed
+	lim          limiter             // limits and what they are judged on; see limits.go
 
 	loopNames names // interned names for the commit loop's decoding
 
@@ -204,7 +206,10 @@ type commitStats struct {
 	applyNs, writeNs atomic.Int64
 }
 
-var _ backend.Backend = (*Backend)(nil)
+var (
+	_ backend.Backend = (*Backend)(nil)
+	_ backend.Limiter = (*Backend)(nil)
+)
 
 // Top-level buckets. All are flat: each index is one bucket whose keys sort
 // in the order the index is walked.
@@ -221,7 +226,8 @@ var (
 	bucketQueues   = []byte("queues")  // 'q'+queue -> counters
 	bucketPaused   = []byte("paused")  // 'q'+queue -> ""
 	bucketWorkers  = []byte("workers") // 'w'+worker ID -> JSON WorkerInfo
-	allBuckets     = [][]byte{bucketMeta, bucketJobs, bucketReady, bucketSched, bucketLeases, bucketExpiry, bucketUnique, bucketUExpiry, bucketDeps, bucketQueues, bucketPaused, bucketWorkers}
+	bucketLimits   = []byte("limits")  // limit key -> Limit (see encodeLimit)
+	allBuckets     = [][]byte{bucketMeta, bucketJobs, bucketReady, bucketSched, bucketLeases, bucketExpiry, bucketUnique, bucketUExpiry, bucketDeps, bucketQueues, bucketPaused, bucketWorkers, bucketLimits}
 	metaMagicKey   = []byte("magic")
 	metaMagic      = []byte("jobrelay")
 	metaFormatKey  = []byte("format")
@@ -297,6 +303,7 @@ func Open(path string, opts Options) (*Backend, error) {
 		floor:      make(map[string][]byte),
 		loopNames:  make(names),
 		leased:     make(map[string][]byte),
+		lim:        newLimiter(),
 		events:     newEventLog(opts.EventLogSize),
 	}
 	var tok [8]byte
@@ -385,7 +392,7 @@ func (b *Backend) init() error {
 		if v := meta.Get(metaSeqKey); len(v) == 8 {
 			b.seq = binary.BigEndian.Uint64(v)
 		}
-		return nil
+		return b.loadLimits(tx)
 	})
 }
 
@@ -653,6 +660,7 @@ func (b *Backend) apply(ops []*op) (ran []*op, applied bool, err error) {
 	for _, k := range t.claimsDone {
 		delete(b.claimed, string(k))
 	}
+	limitsOpened := len(t.limitChanges) > 0 && t.applyLimits()
 	if !t.dirty {
 		// Nothing was written (an idle Promote, say): no commit, no fsync.
 		return ops, true, tx.Rollback()
@@ -660,7 +668,7 @@ func (b *Backend) apply(ops []*op) (ran []*op, applied bool, err error) {
 	b.overlay = t.overlay()
 	locked = false
 	b.claimMu.Unlock()
-	if len(b.overlay.added) > 0 {
+	if len(b.overlay.added) > 0 || limitsOpened {
 		b.wake()
 	}
 	for _, o := range ops {

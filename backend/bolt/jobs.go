@@ -287,6 +287,7 @@ type completion struct {
 	leaseKey  []byte
 	expiryKey []byte
 	event     backend.Event
+	limited   bool // the job has a limit key: the completion frees its slot
 }
 
 // decideCompletions settles, without the commit loop, the completed acks
@@ -318,7 +319,8 @@ func (b *Backend) decideCompletions(now time.Time, acks []backend.Ack) (decided 
 		if err != nil || r.State != backend.StateActive || r.LeaseToken != a.Lease.Token || r.hasDependents || r.CancelRequested {
 			continue
 		}
-		p := &completion{id: r.ID, token: a.Lease.Token, now: now, queue: r.Queue, pre: raw, leaseKey: timeKey(r.LeaseExpiresAt, r.ID)}
+		p := &completion{id: r.ID, token: a.Lease.Token, now: now, queue: r.Queue, pre: raw,
+			leaseKey: timeKey(r.LeaseExpiresAt, r.ID), limited: r.LimitKey != ""}
 		finishTerminal(r, backend.StateCompleted, now)
 		r.Result = cloneBytes(a.Result)
 		p.result = r.Result
@@ -332,8 +334,14 @@ func (b *Backend) decideCompletions(now time.Time, acks []backend.Ack) (decided 
 	if !any {
 		return decided, nil
 	}
+	wake := false
 	b.claimMu.Lock()
-	defer b.claimMu.Unlock()
+	defer func() {
+		b.claimMu.Unlock()
+		if wake {
+			b.wake()
+		}
+	}()
 	if b.claimsClosed {
 		return nil, backend.ErrClosed
 	}
@@ -350,6 +358,11 @@ func (b *Backend) decideCompletions(now time.Time, acks []backend.Ack) (decided 
 		delete(b.leased, p.id)
 		b.completions = append(b.completions, p)
 		decided[i] = true
+		// The completion cannot fail now: its limit slot frees at once,
+		// like the lease took it.
+		if p.limited && b.lim.ended(p.id, b.lim.at(now)) {
+			wake = true
+		}
 	}
 	b.leasedMu.Unlock()
 	// Reads after this call wait for the transaction that writes these
@@ -453,6 +466,10 @@ func (t *txn) finish(r *record, a *backend.Ack, now time.Time) (ackErr, err erro
 	case backend.OutcomeCanceled:
 		return nil, t.cancelActive(r, a.Error, now)
 	case backend.OutcomeThrottled:
+		// The API's answer holds for the key whatever becomes of this job.
+		if r.LimitKey != "" {
+			t.limitChanges = append(t.limitChanges, limitChange{kind: limitThrottled, key: r.LimitKey, at: a.RetryAt})
+		}
 		if r.CancelRequested {
 			return nil, t.cancelActive(r, a.Error, now)
 		}
@@ -582,7 +599,22 @@ func (b *Backend) firstKey(ctx context.Context, name []byte) ([]byte, error) {
 }
 
 // Promote makes due scheduled and retrying jobs queued, earliest first.
+//
+// It also opens the limit keys whose rate window or throttle has passed by
+// now (see backend.Limiter), and its next time is the earliest of the next
+// RunAt and the next moment a key held back by time opens.
 func (b *Backend) Promote(ctx context.Context, now time.Time) (int, time.Time, error) {
+	moved, next, err := b.promote(ctx, now)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	if w := b.promoteLimits(now); !w.IsZero() && (next.IsZero() || w.Before(next)) {
+		next = w
+	}
+	return moved, next, nil
+}
+
+func (b *Backend) promote(ctx context.Context, now time.Time) (int, time.Time, error) {
 	first, err := b.firstKey(ctx, bucketSched)
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("bolt: promote: %w", err)

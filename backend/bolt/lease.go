@@ -83,7 +83,13 @@ func (b *Backend) Lease(ctx context.Context, req backend.LeaseRequest) ([]*backe
 	}
 	limit := max(req.Max, 1)
 	var timer *time.Timer
-	for {
+	began, now := time.Now(), req.Now
+	for waited := false; ; waited = true {
+		if waited {
+			// Leases taken after a wait are stamped with the time they
+			// are taken: lease expiry and rate windows count from then.
+			req.Now = now.Add(time.Since(began))
+		}
 		wake := b.wakeChan()
 		out, err := b.claim(req, limit)
 		if err != nil {
@@ -125,6 +131,8 @@ func (b *Backend) claim(req backend.LeaseRequest, limit int) ([]*backend.Lease, 
 	var jobs *bbolt.Bucket
 	now := req.Now
 	expires := now.Add(req.TTL)
+	lim := &b.lim
+	at := lim.at(now)
 	var out []*backend.Lease
 	var claims []*claim
 	for _, q := range req.Queues {
@@ -150,19 +158,26 @@ func (b *Backend) claim(req backend.LeaseRequest, limit int) ([]*backend.Lease, 
 		} else if k, v = c.Seek(floor); k != nil && bytes.Equal(k, floor) {
 			k, v = c.Next()
 		}
+		// Parked jobs (limits.go) stand below the floor; while their key
+		// is open they are merged in by ready key. Most queues have none.
+		_, hasParked := lim.byQueue[q]
 		for len(out) < limit {
 			if k != nil && !bytes.HasPrefix(k, prefix) {
 				k = nil
 			}
 			hasAdded := i < len(added) && hasPrefix([]byte(added[i].key), prefix)
-			if k == nil && !hasAdded {
+			var pl *parkList
+			if hasParked {
+				pl = lim.firstOpen(q, at)
+			}
+			if k == nil && !hasAdded && pl == nil {
 				break
 			}
 			// Merge the committed ready keys with the overlay's, in key
 			// order; a key in both (the commit finished while we read) is
 			// taken once, from the overlay.
 			var key, idb, rec []byte
-			fromOverlay := k == nil
+			fromParked, fromOverlay := false, k == nil
 			if k != nil && hasAdded {
 				d := bytes.Compare(k, []byte(added[i].key))
 				if d == 0 {
@@ -170,7 +185,14 @@ func (b *Backend) claim(req backend.LeaseRequest, limit int) ([]*backend.Lease, 
 				}
 				fromOverlay = d >= 0
 			}
-			if fromOverlay {
+			if pl != nil && (fromOverlay && (!hasAdded || bytes.Compare(pl.keys[0], []byte(added[i].key)) < 0) ||
+				!fromOverlay && bytes.Compare(pl.keys[0], k) < 0) {
+				key, fromParked = lim.pop(pl), true
+				hasParked = len(lim.byQueue[q]) > 0
+				if idb, rec = b.parkedJob(ready, key); idb == nil {
+					continue // it left the queue while parked
+				}
+			} else if fromOverlay {
 				key, idb, rec = []byte(added[i].key), []byte(added[i].id), added[i].record
 				i++
 			} else {
@@ -187,6 +209,11 @@ func (b *Backend) claim(req backend.LeaseRequest, limit int) ([]*backend.Lease, 
 			if _, taken := b.claimed[string(key)]; taken {
 				continue
 			}
+			if hasParked && !fromParked {
+				if _, parked := lim.parkedKeys[string(key)]; parked {
+					continue // met again after a floor reset: its list has it
+				}
+			}
 			if rec == nil {
 				if jobs == nil {
 					jobs = tx.Bucket(bucketJobs)
@@ -200,6 +227,10 @@ func (b *Backend) claim(req backend.LeaseRequest, limit int) ([]*backend.Lease, 
 				// sorts it out (Quarantine fails the job).
 				b.requestRepair(id, sk)
 				continue
+			}
+			if r.LimitKey != "" && !lim.admit(r.LimitKey, q, id, key, at) {
+				hasParked = true
+				continue // parked: its key is held back
 			}
 			cl := &claim{key: append([]byte(nil), key...), id: id, token: b.newToken(), worker: req.Worker, now: now, expires: expires}
 			// The record's new bytes and the event are made here, in the
@@ -221,6 +252,7 @@ func (b *Backend) claim(req backend.LeaseRequest, limit int) ([]*backend.Lease, 
 		// jobs back (and let Lease look at their keys again).
 		for _, cl := range claims {
 			delete(b.claimed, string(cl.key))
+			lim.ended(cl.id, at)
 		}
 		clear(b.floor)
 		return nil, err
@@ -337,7 +369,9 @@ func (t *txn) writeClaims(claims []*claim, repairs map[string]string) error {
 			continue
 		}
 		if r == nil || r.State != backend.StateQueued || !bytes.Equal(readyKey(r.Queue, r.Priority, r.seq), cl.key) {
-			continue // the claim is void; its worker will find the lease lost
+			// The claim is void; its worker will find the lease lost.
+			t.leftActive(cl.id, cl.now)
+			continue
 		}
 		if err := t.move(r, func(r *record) { applyLease(r, cl) }); err != nil {
 			return err
@@ -437,4 +471,20 @@ func (t *txn) overlay() overlay {
 		slices.SortFunc(o.added, func(a, b overlayEntry) int { return cmpString(a.key, b.key) })
 	}
 	return o
+}
+
+// parkedJob finds the job of a parked ready key: its ID, and its record when
+// the key is one the committing transaction added. It returns a nil ID when
+// the key is gone (the job was canceled while parked).
+func (b *Backend) parkedJob(ready *bbolt.Bucket, key []byte) (idb, rec []byte) {
+	if v := ready.Get(key); v != nil {
+		return v, nil
+	}
+	added := b.overlay.added
+	if i, found := slices.BinarySearchFunc(added, string(key), func(e overlayEntry, k string) int {
+		return cmpString(e.key, k)
+	}); found {
+		return []byte(added[i].id), added[i].record
+	}
+	return nil, nil
 }

@@ -48,6 +48,8 @@ type txn struct {
 
 	claimsDone [][]byte // ready keys of the claims this transaction wrote
 	jseq       uint64   // the highest journal sequence this transaction wrote
+
+	limitChanges []limitChange // handed to the limiter once applied whole
 }
 
 func newTxn(b *Backend, tx *bbolt.Tx) *txn {
@@ -304,6 +306,9 @@ func (t *txn) move(r *record, mutate func(*record)) error {
 	}
 	if old.State != r.State {
 		t.count(r.Queue, old.State, r.State)
+		if r.LimitKey != "" {
+			t.limitMoved(&old, r)
+		}
 	}
 	return t.save(r)
 }
@@ -487,6 +492,7 @@ func (t *txn) quarantine(id string, cause error, now time.Time, queue string, wa
 	if err := t.put(t.expiry, timeKey(r.ExpiresAt, r.ID), append([]byte{stateCode(r.State)}, r.Queue...)); err != nil {
 		return err
 	}
+	t.leftActive(id, now) // a no-op unless its lease took a limit slot
 	if was != "" {
 		t.count(queue, was, backend.StateFailed)
 		t.queueCounters(queue).failed++
