@@ -66,13 +66,13 @@ func runDemoMode(ctx context.Context, args []string, stdout, stderr io.Writer) i
 func runDemo(ctx context.Context, out io.Writer, cfg demoConfig) (err error) {
 	view := newProgressView(out, cfg.Live)
 	dbPath := filepath.Join(cfg.Dir, "jobs.db")
-	e, err := engine.New(
+	e, err := engine.New(append([]engine.Option{
 		engine.WithBolt(dbPath),
 		engine.WithQueues(pipeline.Queues...),
 		engine.WithConcurrency(4),
 		engine.WithRetryPolicy(pipeline.RetryPolicy()),
 		engine.WithListener(engine.Listener{OnEvent: view.event}),
-	)
+	}, pipeline.LimitOptions()...)...)
 	if err != nil {
 		view.close()
 		return err

@@ -136,8 +136,8 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	log := newLogger(stderr)
-	e, err := engine.New(engine.WithRedisFromEnv(), engine.WithQueues(pipeline.Queues...),
-		engine.WithRetryPolicy(pipeline.RetryPolicy()), engine.WithLogger(log))
+	e, err := engine.New(append([]engine.Option{engine.WithRedisFromEnv(), engine.WithQueues(pipeline.Queues...),
+		engine.WithRetryPolicy(pipeline.RetryPolicy()), engine.WithLogger(log)}, pipeline.LimitOptions()...)...)
 	if err != nil {
 		fmt.Fprintf(stderr, "meetings api: %v\n", err)
 		return exitError
@@ -206,6 +206,7 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer) int {
 		engine.WithRetryPolicy(pipeline.RetryPolicy()), engine.WithShutdownTimeout(*shutdown), engine.WithLogger(log),
 		engine.WithMiddleware(counts.middleware),
 	}
+	opts = append(opts, pipeline.LimitOptions()...)
 	if *name != "" {
 		opts = append(opts, engine.WithWorkerName(*name))
 	}

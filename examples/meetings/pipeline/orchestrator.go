@@ -137,7 +137,11 @@ func (o *Orchestrator) timeout(typ string) time.Duration {
 }
 
 func (o *Orchestrator) handlerOptions(typ string) []engine.HandlerOption {
-	return []engine.HandlerOption{engine.Queue(Queue), engine.Timeout(o.timeout(typ)), engine.ResultTTL(KeepResults)}
+	opts := []engine.HandlerOption{engine.Queue(Queue), engine.Timeout(o.timeout(typ)), engine.ResultTTL(KeepResults)}
+	if key := limitKey(typ); key != "" {
+		opts = append(opts, engine.LimitKey(key))
+	}
+	return opts
 }
 
 // jobOptions are given at every enqueue, so that a process that enqueues
@@ -146,6 +150,9 @@ func (o *Orchestrator) jobOptions(typ, meetingID string, extra ...engine.Enqueue
 	opts := []engine.EnqueueOption{
 		engine.Queue(Queue), engine.Timeout(o.timeout(typ)),
 		engine.MaxRetries(RetryPolicy().MaxRetries), engine.ResultTTL(KeepResults),
+	}
+	if key := limitKey(typ); key != "" {
+		opts = append(opts, engine.LimitKey(key))
 	}
 	if meetingID != "" {
 		opts = append(opts, engine.Meta("meeting_id", meetingID))

@@ -25,6 +25,7 @@ func TestMain(m *testing.M) {
 func newEngine(t *testing.T, opts ...engine.Option) *engine.Engine {
 	t.Helper()
 	base := []engine.Option{engine.WithMemory(), engine.WithQueues(pipeline.Queues...), engine.WithRetryPolicy(pipeline.RetryPolicy())}
+	base = append(base, pipeline.LimitOptions()...)
 	e, err := engine.New(append(base, opts...)...)
 	if err != nil {
 		t.Fatalf("engine.New: %v", err)

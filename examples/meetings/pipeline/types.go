@@ -69,6 +69,43 @@ func RetryPolicy() engine.RetryPolicy {
 	return engine.RetryPolicy{MaxRetries: 3, BackoffFactor: 2, InitialDelay: time.Second}
 }
 
+// The limit keys of the API quotas the agents would use: the LLM-backed
+// types share one limit, Notion sync has its own.
+const (
+	LLMLimit    = "llm"
+	NotionLimit = "notion"
+)
+
+// Limits returns the quotas every process of the app declares: at most 8
+// LLM calls at once and 600 a minute, and at most 10 Notion requests a
+// second. On Redis they hold across every worker process.
+func Limits() []engine.Limit {
+	return []engine.Limit{
+		{Key: LLMLimit, Concurrency: 8, Rate: 600, Period: time.Minute},
+		{Key: NotionLimit, Rate: 10, Period: time.Second},
+	}
+}
+
+// LimitOptions declares Limits on an engine.
+func LimitOptions() []engine.Option {
+	var opts []engine.Option
+	for _, l := range Limits() {
+		opts = append(opts, engine.WithLimit(l))
+	}
+	return opts
+}
+
+// limitKey returns the limit key of a job type, or "" for none.
+func limitKey(typ string) string {
+	switch typ {
+	case Summarization, TaskExtraction, AIPMAnalysis, Chat, Suggestions, WeeklyReport:
+		return LLMLimit
+	case NotionSync:
+		return NotionLimit
+	}
+	return ""
+}
+
 // TranscriptionArgs is the payload of a transcription job.
 type TranscriptionArgs struct {
 	MeetingID string `json:"meeting_id"`
