@@ -64,11 +64,7 @@ func (e *Engine) SetLimit(ctx context.Context, l Limit) error {
 	if err := validateLimit(l); err != nil {
 		return fmt.Errorf("set limit: %w", err)
 	}
-	lim, ok := e.backend.(backend.Limiter)
-	if !ok {
-		return fmt.Errorf("set limit %q: %w: the backend does not enforce limits", l.Key, ErrInvalidOption)
-	}
-	if err := lim.SetLimit(ctx, e.clock.Now(), l); err != nil {
+	if err := e.backend.SetLimit(ctx, e.clock.Now(), l); err != nil {
 		return fmt.Errorf("set limit %q: %w", l.Key, err)
 	}
 	return nil
@@ -76,11 +72,7 @@ func (e *Engine) SetLimit(ctx context.Context, l Limit) error {
 
 // Limits lists the limits stored in the backend.
 func (e *Engine) Limits(ctx context.Context) ([]Limit, error) {
-	lim, ok := e.backend.(backend.Limiter)
-	if !ok {
-		return nil, nil
-	}
-	ls, err := lim.Limits(ctx)
+	ls, err := e.backend.Limits(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list limits: %w", err)
 	}

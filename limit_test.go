@@ -14,13 +14,6 @@ import (
 	"github.com/jobrelay/engine/internal/redistest"
 )
 
-func requireLimiter(t *testing.T, b backend.Backend) {
-	t.Helper()
-	if _, ok := b.(backend.Limiter); !ok {
-		t.Skipf("%T does not implement backend.Limiter yet", b)
-	}
-}
-
 // concurrencyGauge counts handlers running at once and remembers the most.
 type concurrencyGauge struct {
 	now, most atomic.Int64
@@ -40,7 +33,6 @@ func (g *concurrencyGauge) leave() { g.now.Add(-1) }
 
 func TestEngineConcurrencyLimitWithoutHeadOfLineBlocking(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend.Backend) {
-		requireLimiter(t, b)
 		e := newEngine(t, b, WithConcurrency(8), WithLimit(Limit{Key: "llm", Concurrency: 2}))
 		var gauge concurrencyGauge
 		release := make(chan struct{})
@@ -81,7 +73,6 @@ func TestEngineConcurrencyLimitWithoutHeadOfLineBlocking(t *testing.T) {
 
 func TestEngineRateLimitedHoldsTheKey(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend.Backend) {
-		requireLimiter(t, b)
 		clk := NewFakeClock(epoch)
 		e := newEngine(t, b, WithClock(clk))
 		var calls atomic.Int32
@@ -145,7 +136,6 @@ func TestRedisLimitsHoldAcrossEngines(t *testing.T) {
 			t.Fatalf("New: %v", err)
 		}
 		t.Cleanup(func() { e.Close() })
-		requireLimiter(t, e.Backend())
 		e.HandleFunc("summarize", func(ctx context.Context, job *Job) error {
 			gauge.enter()
 			defer gauge.leave()

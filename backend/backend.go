@@ -306,7 +306,9 @@ type Limit struct {
 	Period time.Duration
 }
 
-// Limiter is the part of the contract that enforces Limits.
+// Limiter is the part of the contract that enforces Limits. A deployment
+// that cannot enforce them (a Redis Cluster, where a key's jobs span slots)
+// refuses SetLimit with an error instead of ignoring it.
 //
 // Lease passes over a queued job whose key is held back — Concurrency of its
 // jobs are active, or Rate of them were leased in the last Period, or the key
@@ -506,6 +508,9 @@ type Backend interface {
 	// resumes at the oldest kept event. The next cursor is the last event's
 	// ID.
 	ReadEvents(ctx context.Context, cursor string, max int) ([]Event, error)
+
+	// Limiter stores and enforces Limits.
+	Limiter
 
 	// Close releases what the backend opened. Blocked calls return.
 	Close() error

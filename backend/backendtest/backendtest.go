@@ -33,6 +33,12 @@ type Harness struct {
 	// that share a Redis would have, for the cross-handle cases. It is nil
 	// for backends that live in one process; the suite then skips them.
 	NewPair func(t *testing.T) (backend.Backend, backend.Backend)
+
+	// LimitsUnsupported, when set, says that this deployment of the backend
+	// cannot enforce limits (Redis Cluster): the suite then checks that
+	// SetLimit refuses with an error wrapping it, instead of running the
+	// Limits cases.
+	LimitsUnsupported error
 }
 
 // Run runs every case of the suite against the backends h makes.
@@ -60,6 +66,7 @@ func Run(t *testing.T, h Harness) {
 		{"Progress", testProgress},
 		{"Stats", testStats},
 		{"Pause", testPause},
+		{"Limits", testLimits},
 		{"List", testList},
 		{"Events", testEvents},
 		{"Workers", testWorkers},

@@ -222,3 +222,64 @@ func BenchmarkCycleParallel(b *testing.B) {
 	b.StopTimer()
 	perJob(b)
 }
+
+// BenchmarkCycleBesideLimited runs BenchmarkCycle's loop with every other
+// job under a limit of 5 at once, so that most of them wait parked beside
+// the unlimited ones: its ns/job is what the limit costs the jobs it holds
+// back and those it lets pass.
+func BenchmarkCycleBesideLimited(b *testing.B) {
+	ctx := context.Background()
+	base := time.Unix(1_900_000_000, 0)
+	var m *memory.Backend
+	req := backend.LeaseRequest{Queues: []string{"default"}, Worker: "w", Max: benchBatch, TTL: time.Minute}
+	acks := make([]backend.Ack, 0, benchBatch)
+	result := []byte(`{"ok":true}`)
+	batchSet := make([][]backend.NewJob, window)
+	now := base
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%window == 0 {
+			// A fresh store per window: the held-back jobs pile up.
+			b.StopTimer()
+			if m != nil {
+				m.Close()
+			}
+			m = memory.New(memory.Options{EventLogSize: benchLogSize})
+			if err := m.SetLimit(ctx, now, backend.Limit{Key: "llm", Concurrency: 5}); err != nil {
+				b.Fatal(err)
+			}
+			for k := range batchSet {
+				batchSet[k] = benchJobs((i+k)*benchBatch, benchBatch)
+				for n := range batchSet[k] {
+					if n%2 == 0 {
+						batchSet[k][n].LimitKey = "llm"
+					}
+				}
+			}
+			b.StartTimer()
+		}
+		now = now.Add(time.Millisecond)
+		if _, err := m.Enqueue(ctx, now, batchSet[i%window]); err != nil {
+			b.Fatal(err)
+		}
+		req.Now = now
+		ls, err := m.Lease(ctx, req)
+		if err != nil || len(ls) < benchBatch/2 {
+			b.Fatalf("Lease: got %d jobs and %v", len(ls), err)
+		}
+		acks = acks[:0]
+		for _, l := range ls {
+			acks = append(acks, backend.Ack{Lease: l.Ref(), Outcome: backend.OutcomeCompleted, Result: result})
+		}
+		if _, err := m.Finish(ctx, now, acks); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := m.Sweep(ctx, now, 2*benchBatch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	m.Close()
+	perJob(b)
+}

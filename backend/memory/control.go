@@ -23,7 +23,7 @@ func (b *Backend) Cancel(ctx context.Context, now time.Time, id, reason string) 
 	}
 	switch j.State {
 	case backend.StateQueued, backend.StateScheduled, backend.StateDeferred, backend.StateRetrying:
-		b.unindex(j)
+		b.unindex(j, now)
 		j.Error = reason
 		b.terminate(j, backend.StateCanceled, now, j.FailureTTL)
 		b.emit(backend.EventCanceled, j, now).Error = reason

@@ -56,6 +56,7 @@ func newRecord(nj *backend.NewJob, now time.Time) *job {
 	j.FailureTTL = nj.FailureTTL
 	j.UniqueKey = nj.UniqueKey
 	j.UniqueUntil = stamp(nj.UniqueUntil)
+	j.LimitKey = nj.LimitKey
 	j.DependsOn = slices.Clone(nj.DependsOn)
 	j.CreatedAt = now
 	return j

@@ -11,7 +11,7 @@ import (
 // stale entries when it meets them and purges them all once they make up
 // half of it, so that it stays O(live jobs) in size.
 type entry struct {
-	key int64  // the heap's order key; unused by readyQueue
+	key int64  // the heap's order key; the job's place in a readyQueue
 	seq uint64 // ties by push order
 	j   *job
 	gen uint64
@@ -35,9 +35,14 @@ type timeHeap struct {
 
 // push adds j with key; j must be in no index.
 func (h *timeHeap) push(j *job, key int64) {
-	j.gen++
 	h.seq++
-	h.items = append(h.items, entry{key: key, seq: h.seq, j: j, gen: j.gen})
+	h.pushAt(j, key, h.seq)
+}
+
+// pushAt adds j with key and the tie-breaker seq that the caller chose.
+func (h *timeHeap) pushAt(j *job, key int64, seq uint64) {
+	j.gen++
+	h.items = append(h.items, entry{key: key, seq: seq, j: j, gen: j.gen})
 	h.up(len(h.items) - 1)
 }
 

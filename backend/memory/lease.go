@@ -22,7 +22,13 @@ func (b *Backend) Lease(ctx context.Context, req backend.LeaseRequest) ([]*backe
 	now := stamp(req.Now)
 	limit := max(req.Max, 1)
 	var timer *time.Timer
+	var began time.Time
 	for last := false; ; {
+		if !began.IsZero() {
+			// Jobs taken after a wait are stamped with the time they are
+			// taken: lease expiry and rate windows count from then.
+			now = stamp(req.Now).Add(time.Since(began))
+		}
 		b.mu.Lock()
 		if b.closed {
 			b.mu.Unlock()
@@ -40,6 +46,7 @@ func (b *Backend) Lease(ctx context.Context, req backend.LeaseRequest) ([]*backe
 		b.mu.Unlock()
 
 		if timer == nil {
+			began = time.Now()
 			timer = time.NewTimer(req.Block)
 			defer timer.Stop()
 		}
@@ -64,14 +71,22 @@ type leaseBox struct {
 }
 
 func (b *Backend) leaseLocked(req backend.LeaseRequest, now time.Time, limit int) []*backend.Lease {
+	at := b.limitTime(now)
+	if len(b.wakes) > 0 && b.wakes[0].wakeAt <= at {
+		b.openDue(at)
+	}
 	picked := b.scratch[:0]
 	for _, name := range req.Queues {
 		q := b.queues[name]
 		if q == nil || q.paused {
 			continue
 		}
-		for len(picked) < limit && q.ready.len() > 0 {
-			picked = append(picked, q.ready.pop())
+		for len(picked) < limit {
+			j := b.nextJob(q, at)
+			if j == nil {
+				break
+			}
+			picked = append(picked, j)
 		}
 		if len(picked) == limit {
 			break
@@ -263,7 +278,7 @@ func (b *Backend) Finish(ctx context.Context, now time.Time, acks []backend.Ack)
 }
 
 func (b *Backend) finishLocked(now time.Time, a *backend.Ack, result []byte) error {
-	if a.Outcome < backend.OutcomeCompleted || a.Outcome > backend.OutcomeReleased {
+	if a.Outcome < backend.OutcomeCompleted || a.Outcome > backend.OutcomeThrottled {
 		return fmt.Errorf("memory: finish %s: unknown outcome %d", a.Lease.JobID, int(a.Outcome))
 	}
 	j := b.ownedLocked(a.Lease)
@@ -274,11 +289,18 @@ func (b *Backend) finishLocked(now time.Time, a *backend.Ack, result []byte) err
 	// The worker must not hand back a job whose cancel was requested: it
 	// would run again. Such a job ends canceled, and its failed attempt is
 	// not counted, since the cancel is what stopped it.
-	if j.CancelRequested && (outcome == backend.OutcomeRetry || outcome == backend.OutcomeReleased) {
+	if j.CancelRequested && (outcome == backend.OutcomeRetry || outcome == backend.OutcomeReleased ||
+		outcome == backend.OutcomeThrottled) {
 		outcome = backend.OutcomeCanceled
 	}
+	// The API's answer holds for the key whatever becomes of this job. The
+	// throttle comes before the slot frees, so that the freed slot does not
+	// wake Lease calls for a key that stays held back.
+	if a.Outcome == backend.OutcomeThrottled && j.LimitKey != "" {
+		b.throttle(j.LimitKey, stamp(a.RetryAt), now)
+	}
 	b.leased.drop(j)
-	b.endLease(j)
+	b.endLease(j, now)
 	switch outcome {
 	case backend.OutcomeCompleted:
 		j.q.processed++
@@ -308,6 +330,15 @@ func (b *Backend) finishLocked(now time.Time, a *backend.Ack, result []byte) err
 		j.Attempt = max(j.Attempt-1, 0)
 		b.makeFirst(j)
 		b.emit(backend.EventQueued, j, now)
+	case backend.OutcomeThrottled:
+		// Not a failure: the job waits out the API's limit, scheduled.
+		j.Attempt = max(j.Attempt-1, 0)
+		j.Error = a.Error
+		j.RunAt = stamp(a.RetryAt)
+		b.makeDelayed(j, backend.StateScheduled)
+		e := b.emit(backend.EventQueued, j, now)
+		e.RunAt = j.RunAt
+		e.Error = j.Error
 	}
 	return nil
 }
@@ -347,7 +378,7 @@ func (b *Backend) Reap(ctx context.Context, now time.Time) (int, error) {
 		reaped++
 		j.Stalls++
 		canceled := j.CancelRequested
-		b.endLease(j)
+		b.endLease(j, now)
 		switch {
 		case canceled:
 			b.endCanceled(j, now, "canceled while active; its lease expired")

@@ -9,7 +9,10 @@ import (
 	"github.com/jobrelay/engine/backend"
 )
 
-// Promote queues due scheduled and retrying jobs; see backend.Backend.
+// Promote queues due scheduled and retrying jobs, and opens the limit keys
+// whose rate window or throttle has passed; see backend.Backend and
+// backend.Limiter. Its next time is the earliest of the next RunAt and the
+// next moment a held-back key opens.
 func (b *Backend) Promote(ctx context.Context, now time.Time) (int, time.Time, error) {
 	now = stamp(now)
 	key := nanos(now)
@@ -18,6 +21,8 @@ func (b *Backend) Promote(ctx context.Context, now time.Time) (int, time.Time, e
 	if b.closed {
 		return 0, time.Time{}, errClosed
 	}
+	b.promotedAt = max(b.promotedAt, key)
+	b.openDue(b.promotedAt)
 	moved := 0
 	for e := b.delayed.min(); e != nil && e.key <= key; e = b.delayed.min() {
 		j := b.delayed.pop()
@@ -28,6 +33,9 @@ func (b *Backend) Promote(ctx context.Context, now time.Time) (int, time.Time, e
 	var next time.Time
 	if e := b.delayed.min(); e != nil {
 		next = e.j.RunAt
+	}
+	if w := b.nextWake(); !w.IsZero() && (next.IsZero() || w.Before(next)) {
+		next = w
 	}
 	return moved, next, nil
 }

@@ -7,8 +7,11 @@
 // transition is atomic and records its event in the same step. A FIFO per
 // priority in each queue makes Enqueue and Lease O(1) per job; heaps of
 // scheduled and retrying jobs by RunAt, of leases by expiry and of finished
-// jobs by ExpiresAt keep Finish, Promote, Reap and Sweep at O(log n). Calls
-// take batches, so that the mutex is taken once per batch, not per job.
+// jobs by ExpiresAt keep Finish, Promote, Reap and Sweep at O(log n). Jobs
+// that a limit holds back wait parked beside their queue, in heaps by their
+// place in it (see limits.go), so that they cost O(log n) each and never
+// block the jobs behind them. Calls take batches, so that the mutex is taken
+// once per batch, not per job.
 package memory
 
 import (
@@ -39,7 +42,8 @@ type Options struct {
 }
 
 // Backend keeps jobs in this process's memory. It implements
-// backend.Backend; make one with New. Its zero value is not usable.
+// backend.Backend and backend.Limiter; make one with New. Its zero value is
+// not usable.
 type Backend struct {
 	mu     sync.Mutex
 	closed bool
@@ -54,6 +58,13 @@ type Backend struct {
 	unique   map[string]uniqueHold
 	tombs    tombHeap // unique keys of swept jobs still held by UniqueUntil
 	workers  map[string]backend.WorkerInfo
+
+	// limits holds the limit keys in use (see keyLimit); wakes those that a
+	// rate window or a throttle holds back, by when it ends. promotedAt is
+	// the latest now given to Promote, in nanoseconds (see limitTime).
+	limits     map[string]*keyLimit
+	wakes      wakeHeap
+	promotedAt int64
 
 	tokenPrefix string
 	tokenSeq    uint64
@@ -73,7 +84,10 @@ type Backend struct {
 	events eventLog
 }
 
-var _ backend.Backend = (*Backend)(nil)
+var (
+	_ backend.Backend = (*Backend)(nil)
+	_ backend.Limiter = (*Backend)(nil)
+)
 
 // errClosed is built once: calls after Close must not allocate to say so.
 var errClosed = fmt.Errorf("memory: %w", backend.ErrClosed)
@@ -93,6 +107,7 @@ func New(opts Options) *Backend {
 		queues:      make(map[string]*queue),
 		unique:      make(map[string]uniqueHold),
 		workers:     make(map[string]backend.WorkerInfo),
+		limits:      make(map[string]*keyLimit),
 		tokenPrefix: hex.EncodeToString(r[:]) + "-",
 		events:      eventLog{size: size},
 	}
@@ -109,6 +124,7 @@ func (b *Backend) Close() error {
 	b.closed = true
 	close(b.done)
 	b.jobs, b.queues, b.unique, b.workers = jobTable{}, nil, nil, nil
+	b.limits, b.wakes = nil, nil
 	b.byID, b.delayed, b.leased, b.expiring, b.tombs = idIndex{}, timeHeap{}, timeHeap{}, timeHeap{}, nil
 	b.events = eventLog{size: b.events.size}
 	b.scratch, b.tokenBuf, b.slots, b.freeSlots = nil, nil, nil, nil
@@ -123,10 +139,12 @@ type job struct {
 	// gen tells the live entry of the job from stale ones (see entry). The
 	// job's state says which index holds its live entry: queued q.ready,
 	// scheduled and retrying delayed, active leased, terminal expiring;
-	// deferred has none.
+	// deferred has none. A queued job that Lease parked because its limit
+	// key was held back has it in held instead of q.ready.
 	gen  uint64
 	slot uint32    // active: the lease slot that its token names
 	x    *jobExtra // nil for most jobs
+	held *parked
 }
 
 // jobExtra holds what few jobs need, so that the record of a plain job stays
@@ -146,8 +164,12 @@ func (j *job) extra() *jobExtra {
 
 // queue is one named queue: its ready jobs and its counters.
 type queue struct {
-	name      string
-	ready     readyQueue
+	name  string
+	ready readyQueue
+	// open holds the parked lists of this queue whose key may be open:
+	// Lease takes their jobs in turn with the ready ones. It is empty
+	// unless limits hold jobs back, so that unlimited jobs pay nothing.
+	open      openLists
 	paused    bool
 	counts    [numStates]int
 	processed int64
@@ -238,18 +260,23 @@ func (b *Backend) terminate(j *job, s backend.State, now time.Time, ttl time.Dur
 
 // unindex takes a waiting job (queued, scheduled or retrying) out of its
 // index; a deferred job is in none.
-func (b *Backend) unindex(j *job) {
-	switch j.State {
-	case backend.StateQueued:
+func (b *Backend) unindex(j *job, now time.Time) {
+	switch {
+	case j.held != nil:
+		b.unpark(j, now)
+	case j.State == backend.StateQueued:
 		j.q.ready.drop(j)
-	case backend.StateScheduled, backend.StateRetrying:
+	case j.State == backend.StateScheduled || j.State == backend.StateRetrying:
 		b.delayed.drop(j)
 	}
 }
 
 // endLease frees j's lease slot and clears the lease fields, which are empty
-// whenever a job is not active.
-func (b *Backend) endLease(j *job) {
+// whenever a job is not active. A job with a limit key frees its key's slot.
+func (b *Backend) endLease(j *job, now time.Time) {
+	if j.LimitKey != "" {
+		b.leaseEnded(j, now)
+	}
 	b.slots[j.slot] = nil
 	b.freeSlots = append(b.freeSlots, j.slot)
 	j.LeaseToken = ""

@@ -6,10 +6,18 @@ import "slices"
 // priorities highest first. Enqueue appends and Lease pops the front of the
 // highest priority in O(1); a job released at shutdown or back from a stall
 // goes to the front of its priority, since it was first in line before.
+//
+// Each entry carries the job's place (in entry.key): pushBack numbers up from
+// 0 and pushFront down from 0, so that within a priority the FIFO order is
+// the order of places. A job that Lease parks because its limit key is held
+// back (see parked) keeps its place, which tells Lease where it stands
+// against the jobs still here.
 type readyQueue struct {
 	levels []*level // by priority, highest first
 	live   int
 	stale  int
+	back   int64 // place of the last job pushed at the back
+	front  int64 // place of the last job pushed at the front
 }
 
 // level is the FIFO of one priority: a ring of entries.
@@ -24,13 +32,12 @@ type level struct {
 // before it frees them.
 const keepLevels = 4
 
-func (r *readyQueue) len() int { return r.live }
-
 func (r *readyQueue) pushBack(j *job) {
 	l := r.level(j.Priority)
 	l.grow()
 	j.gen++
-	l.buf[(l.head+l.n)&(len(l.buf)-1)] = entry{j: j, gen: j.gen}
+	r.back++
+	l.buf[(l.head+l.n)&(len(l.buf)-1)] = entry{key: r.back, j: j, gen: j.gen}
 	l.n++
 	r.live++
 }
@@ -39,14 +46,16 @@ func (r *readyQueue) pushFront(j *job) {
 	l := r.level(j.Priority)
 	l.grow()
 	j.gen++
+	r.front--
 	l.head = (l.head - 1) & (len(l.buf) - 1)
-	l.buf[l.head] = entry{j: j, gen: j.gen}
+	l.buf[l.head] = entry{key: r.front, j: j, gen: j.gen}
 	l.n++
 	r.live++
 }
 
-// pop removes and returns the first job of the highest priority, or nil.
-func (r *readyQueue) pop() *job {
+// pop removes and returns the first job of the highest priority and its
+// place, or nil.
+func (r *readyQueue) pop() (*job, int64) {
 	for i := 0; i < len(r.levels); {
 		l := r.levels[i]
 		for l.n > 0 {
@@ -60,8 +69,31 @@ func (r *readyQueue) pop() *job {
 			if e.live() {
 				r.live--
 				e.j.gen++
-				return e.j
+				return e.j, e.key
 			}
+			r.stale--
+		}
+		if len(r.levels) > keepLevels {
+			r.levels = slices.Delete(r.levels, i, i+1)
+			continue
+		}
+		i++
+	}
+	return nil, 0
+}
+
+// peek returns the entry pop would take next, or nil, dropping stale
+// entries on the way. The entry is valid until r changes.
+func (r *readyQueue) peek() *entry {
+	for i := 0; i < len(r.levels); {
+		l := r.levels[i]
+		for l.n > 0 {
+			if e := &l.buf[l.head]; e.live() {
+				return e
+			}
+			l.buf[l.head] = entry{}
+			l.head = (l.head + 1) & (len(l.buf) - 1)
+			l.n--
 			r.stale--
 		}
 		if len(r.levels) > keepLevels {

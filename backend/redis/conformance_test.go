@@ -54,19 +54,11 @@ func TestConformanceRedis(t *testing.T) {
 	backendtest.Run(t, harness(func() goredis.UniversalClient { return goredis.NewClient(s.Options()) }))
 }
 
-// withoutLimits hides backend.Limiter: on a Cluster the backend refuses
-// limits (ErrLimitsNeedOneNode), and the suite skips them for a backend
-// that does not offer them.
-type withoutLimits struct{ backend.Backend }
-
 func TestConformanceCluster(t *testing.T) {
 	c := redistest.StartCluster(t)
 	h := harness(func() goredis.UniversalClient { return goredis.NewClusterClient(c.Options()) })
-	newBackend, newPair := h.New, h.NewPair
-	h.New = func(t *testing.T) backend.Backend { return withoutLimits{newBackend(t)} }
-	h.NewPair = func(t *testing.T) (backend.Backend, backend.Backend) {
-		a, b := newPair(t)
-		return withoutLimits{a}, withoutLimits{b}
-	}
+	// On a Cluster the backend refuses limits rather than enforce them
+	// slot by slot.
+	h.LimitsUnsupported = redis.ErrLimitsNeedOneNode
 	backendtest.Run(t, h)
 }

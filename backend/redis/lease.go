@@ -29,12 +29,15 @@ func (b *Backend) Lease(ctx context.Context, req backend.LeaseRequest) ([]*backe
 	limit := max(req.Max, 1)
 	var deadline time.Time
 	var woken []string // queues whose marker this call took
-	began, now := time.Now(), req.Now
+	var waitBegan time.Time
+	now := req.Now
 	for last := false; ; {
 		// Leases taken after a wait are stamped with the time they are
 		// taken, not the time the call began: rate windows and lease
 		// expiry depend on it.
-		req.Now = now.Add(time.Since(began))
+		if !waitBegan.IsZero() {
+			req.Now = now.Add(time.Since(waitBegan))
+		}
 		out, visited, err := b.leaseOnce(ctx, req, limit)
 		// A marker this call took for a queue it did not get to must go
 		// back, or another waiter on that queue would sleep through.
@@ -57,7 +60,8 @@ func (b *Backend) Lease(ctx context.Context, req backend.LeaseRequest) ([]*backe
 			return out, nil
 		}
 		if deadline.IsZero() {
-			deadline = time.Now().Add(req.Block)
+			waitBegan = time.Now()
+			deadline = waitBegan.Add(req.Block)
 		}
 		remaining := time.Until(deadline)
 		if remaining <= 0 {
