@@ -48,6 +48,11 @@ for _, p in ipairs(prios) do
         r.s = 'a'
         r.a = n2s(int(r.a) + 1)
         r.b = NOW
+        -- A job under a limit starts at the time the limit admitted it
+        -- (later than this call's own now when a Promote opened the
+        -- window), to the microsecond the window counts in, so that its
+        -- StartedAt agrees with the window.
+        if LIMITS_ON and r.k then r.b = num(limit_at()) .. '000' end
         r.L = prefix .. n2s(taken) .. '@' .. QUEUE
         r.l = until_ns
         r.W = worker
