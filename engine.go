@@ -524,18 +524,9 @@ func (e *Engine) Stats(ctx context.Context) ([]QueueStats, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stats: %w", err)
 	}
-	byName := make(map[string]*QueueStats)
-	var out []QueueStats
-	add := func(name string) *QueueStats {
-		if s, ok := byName[name]; ok {
-			return s
-		}
-		out = append(out, QueueStats{Queue: name, Timestamp: now.UTC()})
-		s := &out[len(out)-1]
-		byName[name] = s
-		return s
-	}
-	// Every queue is added before any pointer into out is kept for long.
+	// Every queue the backend knows, this engine works, or a worker works,
+	// once each and sorted; out is built whole before pointers into it are
+	// taken.
 	names := make([]string, 0, len(qs)+len(e.cfg.queues))
 	for _, q := range qs {
 		names = append(names, q.Queue)
@@ -545,9 +536,12 @@ func (e *Engine) Stats(ctx context.Context) ([]QueueStats, error) {
 		names = append(names, w.Queues...)
 	}
 	slices.Sort(names)
-	out = make([]QueueStats, 0, len(names))
-	for _, n := range slices.Compact(names) {
-		add(n)
+	names = slices.Compact(names)
+	out := make([]QueueStats, len(names))
+	byName := make(map[string]*QueueStats, len(names))
+	for i, n := range names {
+		out[i] = QueueStats{Queue: n, Timestamp: now.UTC()}
+		byName[n] = &out[i]
 	}
 	for _, q := range qs {
 		s := byName[q.Queue]

@@ -248,7 +248,7 @@ func (h *hub) dispatch(evs []backend.Event) {
 		if ev.Kind == backend.EventCancelRequested {
 			h.e.cancelLocal(ev.JobID)
 		}
-		if ev.State.Terminal() || ev.Kind == backend.EventCompleted || ev.Kind == backend.EventFailed || ev.Kind == backend.EventCanceled {
+		if ev.State.Terminal() {
 			for n, ch := range h.watchers[ev.JobID] {
 				close(ch)
 				delete(h.watchers[ev.JobID], n)

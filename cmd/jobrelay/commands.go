@@ -134,9 +134,13 @@ func (c *cli) jobs(ctx context.Context, _ []string) error {
 func (c *cli) status(ctx context.Context, id string) (*engine.JobInfo, error) {
 	info, err := c.e.Status(ctx, id)
 	if errors.Is(err, engine.ErrJobNotFound) {
-		return nil, fmt.Errorf("job %s not found (never enqueued, or expired and deleted)", id)
+		return nil, notFound(id)
 	}
 	return info, err
+}
+
+func notFound(id string) error {
+	return fmt.Errorf("job %s not found (never enqueued, or expired and deleted)", id)
 }
 
 func (c *cli) jobShow(ctx context.Context, args []string) error {
@@ -255,13 +259,7 @@ func ago(now, t time.Time) string {
 
 func (c *cli) jobCancel(ctx context.Context, args []string) error {
 	id := args[0]
-	if _, err := c.status(ctx, id); err != nil {
-		return err
-	}
-	if err := c.e.Cancel(ctx, id); err != nil {
-		return err
-	}
-	info, err := c.status(ctx, id)
+	info, err := c.actOn(ctx, id, c.e.Cancel)
 	if err != nil {
 		return err
 	}
@@ -276,15 +274,21 @@ func (c *cli) jobCancel(ctx context.Context, args []string) error {
 	return nil
 }
 
+// actOn runs action (Cancel, Requeue) on job id and returns the job as it is
+// afterwards; an unknown job gets the same message as everywhere else.
+func (c *cli) actOn(ctx context.Context, id string, action func(context.Context, string) error) (*engine.JobInfo, error) {
+	if err := action(ctx, id); err != nil {
+		if errors.Is(err, engine.ErrJobNotFound) {
+			return nil, notFound(id)
+		}
+		return nil, err
+	}
+	return c.status(ctx, id)
+}
+
 func (c *cli) jobRetry(ctx context.Context, args []string) error {
 	id := args[0]
-	if _, err := c.status(ctx, id); err != nil {
-		return err
-	}
-	if err := c.e.Requeue(ctx, id); err != nil {
-		return err
-	}
-	info, err := c.status(ctx, id)
+	info, err := c.actOn(ctx, id, c.e.Requeue)
 	if err != nil {
 		return err
 	}
