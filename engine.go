@@ -143,7 +143,7 @@ func (e *Engine) Close() error {
 // ErrDuplicateJob.
 func (e *Engine) Enqueue(ctx context.Context, typ string, payload any, opts ...EnqueueOption) (string, error) {
 	now := e.clock.Now()
-	nj, err := e.newJob(now, typ, payload, opts)
+	nj, err := e.newJob(now, e.ids.New(now), typ, payload, opts)
 	if err != nil {
 		return "", fmt.Errorf("enqueue %q: %w", typ, err)
 	}
@@ -180,8 +180,9 @@ type EnqueueResult struct {
 func (e *Engine) EnqueueMany(ctx context.Context, specs []JobSpec) ([]EnqueueResult, error) {
 	now := e.clock.Now()
 	jobs := make([]backend.NewJob, len(specs))
+	ids := e.ids.NewBatch(now, len(specs))
 	for i, s := range specs {
-		nj, err := e.newJob(now, s.Type, s.Payload, s.Options)
+		nj, err := e.newJob(now, ids[i], s.Type, s.Payload, s.Options)
 		if err != nil {
 			return nil, fmt.Errorf("enqueue batch: job %d (%q): %w", i, s.Type, err)
 		}
@@ -219,6 +220,24 @@ func (e *Engine) wakeScheduler() {
 	}
 }
 
+// applyOptions applies the handler's defaults, then the caller's options, to
+// a copy of c. Options take a pointer, so the copy lives on the heap; kept
+// apart, it costs nothing to jobs enqueued without options.
+func applyOptions(c jobConfig, h *handlerEntry, opts []EnqueueOption) jobConfig {
+	p := &c
+	if h != nil {
+		for _, o := range h.defaults {
+			o.applyEnqueue(p)
+		}
+	}
+	for _, o := range opts {
+		if o != nil {
+			o.applyEnqueue(p)
+		}
+	}
+	return *p
+}
+
 func encodePayload(payload any) ([]byte, error) {
 	switch p := payload.(type) {
 	case nil:
@@ -237,7 +256,7 @@ func encodePayload(payload any) ([]byte, error) {
 
 // newJob validates a job and fills its defaults: the engine's, then the
 // handler's, then the caller's options.
-func (e *Engine) newJob(now time.Time, typ string, payload any, opts []EnqueueOption) (backend.NewJob, error) {
+func (e *Engine) newJob(now time.Time, id, typ string, payload any, opts []EnqueueOption) (backend.NewJob, error) {
 	if typ == "" {
 		return backend.NewJob{}, ErrEmptyType
 	}
@@ -258,15 +277,8 @@ func (e *Engine) newJob(now time.Time, typ string, payload any, opts []EnqueueOp
 	e.mu.RLock()
 	h := e.handlers[typ]
 	e.mu.RUnlock()
-	if h != nil {
-		for _, o := range h.defaults {
-			o.applyEnqueue(&c)
-		}
-	}
-	for _, o := range opts {
-		if o != nil {
-			o.applyEnqueue(&c)
-		}
+	if (h != nil && len(h.defaults) > 0) || len(opts) > 0 {
+		c = applyOptions(c, h, opts)
 	}
 	if len(c.errs) > 0 {
 		return backend.NewJob{}, errors.Join(c.errs...)
@@ -275,7 +287,7 @@ func (e *Engine) newJob(now time.Time, typ string, payload any, opts []EnqueueOp
 		return backend.NewJob{}, invalidOption("UniqueFor without UniqueKey")
 	}
 	nj := backend.NewJob{
-		ID:         e.ids.New(now),
+		ID:         id,
 		Type:       typ,
 		Queue:      c.queue,
 		Payload:    b,
@@ -322,7 +334,7 @@ func (e *Engine) Wait(ctx context.Context, id string) (*JobInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wait for job %s: %w", id, err)
 	}
-	defer unwatch()
+	defer func() { unwatch() }() // the watch in force when Wait returns
 	// A check after watching cannot miss an end: one that came before the
 	// watch is seen here, one after it closes done.
 	recheck := time.NewTicker(5 * time.Second)
@@ -350,9 +362,12 @@ func (e *Engine) Wait(ctx context.Context, id string) (*JobInfo, error) {
 	}
 }
 
+// rewatch watches id anew, then drops the old watch, so that the event
+// reader keeps going in between.
 func (e *Engine) rewatch(id string, unwatch func()) (<-chan struct{}, func(), error) {
+	done, next, err := e.hub.watch(id)
 	unwatch()
-	return e.hub.watch(id)
+	return done, next, err
 }
 
 // Result waits for job id to end and decodes its result into T. A job that

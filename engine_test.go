@@ -284,6 +284,39 @@ func TestEngineTimeoutFailsJobEvenIfHandlerIgnoresContext(t *testing.T) {
 	})
 }
 
+func TestEngineShortTimeoutAfterLongOnesEndsOnTime(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend.Backend) {
+		// The long runs end at shutdown, after its short grace period.
+		e := newEngine(t, b, WithConcurrency(3), WithShutdownTimeout(50*time.Millisecond))
+		running := make(chan struct{}, 2)
+		e.HandleFunc("long", func(ctx context.Context, job *Job) error {
+			running <- struct{}{}
+			<-ctx.Done()
+			return ctx.Err()
+		})
+		e.HandleFunc("short", func(ctx context.Context, job *Job) error {
+			<-ctx.Done()
+			return ctx.Err()
+		})
+		start(t, e)
+		// Two runs with an hour to go come first; then one whose deadline
+		// is earlier than every one already watched.
+		enqueue(t, e, "long", nil, Timeout(time.Hour))
+		enqueue(t, e, "long", nil, Timeout(time.Hour))
+		<-running
+		<-running
+		begin := time.Now()
+		id := enqueue(t, e, "short", nil, Timeout(100*time.Millisecond), MaxRetries(0))
+		info := wait(t, e, id)
+		if info.State != StateFailed || info.Error != "job exceeded its timeout of 100ms" {
+			t.Fatalf("got %s %q, want failed with the timeout error", info.State, info.Error)
+		}
+		if took := time.Since(begin); took > 10*time.Second {
+			t.Fatalf("a 100ms timeout behind two of an hour ended after %v, want it near 100ms", took)
+		}
+	})
+}
+
 func TestEngineHandlerSeesDeadline(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend.Backend) {
 		e := newEngine(t, b)
@@ -872,6 +905,81 @@ func TestEngineBlockedListenerDoesNotBlockWorkers(t *testing.T) {
 			if got := wait(t, e, enqueue(t, e, "ok", nil)); got.State != StateCompleted {
 				t.Fatalf("got %s, want completed while a listener is stuck", got.State)
 			}
+		}
+	})
+}
+
+func TestEngineCancelReachesJobRunningInAnotherEngine(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend.Backend) {
+		api := newEngine(t, b)
+		// A long lease: heartbeats (every third of it) come too late to be
+		// what stops the job within the test's wait.
+		worker := newEngine(t, b, WithLease(time.Minute))
+		running := make(chan struct{})
+		stopped := make(chan error, 1)
+		worker.HandleFunc("long", func(ctx context.Context, job *Job) error {
+			close(running)
+			<-ctx.Done()
+			stopped <- ctx.Err()
+			return ctx.Err()
+		})
+		start(t, worker)
+		id := enqueue(t, api, "long", nil)
+		<-running
+		if err := api.Cancel(context.Background(), id); err != nil {
+			t.Fatalf("Cancel from the other engine: %v", err)
+		}
+		select {
+		case err := <-stopped:
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("handler's context ended with %v, want context.Canceled", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the cancel asked in another engine did not reach the running handler within 10s")
+		}
+		if info := wait(t, api, id); info.State != StateCanceled {
+			t.Fatalf("job canceled while running elsewhere: got state %s, want canceled", info.State)
+		}
+	})
+}
+
+// countingBackend counts the calls that read the whole event log.
+type countingBackend struct {
+	backend.Backend
+	readEvents atomic.Int64
+}
+
+func (c *countingBackend) ReadEvents(ctx context.Context, cursor string, max int) ([]backend.Event, error) {
+	c.readEvents.Add(1)
+	return c.Backend.ReadEvents(ctx, cursor, max)
+}
+
+func TestEngineReadsEventsOnlyForListenersAndWaits(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend.Backend) {
+		cb := &countingBackend{Backend: b}
+		e := newEngine(t, cb, WithConcurrency(4))
+		var ran sync.WaitGroup
+		ran.Add(20)
+		e.HandleFunc("noop", func(ctx context.Context, job *Job) error { ran.Done(); return nil })
+		start(t, e)
+		for range 20 {
+			enqueue(t, e, "noop", nil)
+		}
+		ran.Wait()
+		if n := cb.readEvents.Load(); n != 0 {
+			t.Fatalf("engine running jobs with no listener and no Wait: read the event log %d times, want 0", n)
+		}
+		// A Wait reads it while it waits, and stops when it returns.
+		ran.Add(1)
+		id := enqueue(t, e, "noop", nil)
+		if info := wait(t, e, id); info.State != StateCompleted {
+			t.Fatalf("Wait: got state %s, want completed", info.State)
+		}
+		e.hub.mu.Lock()
+		started := e.hub.started
+		e.hub.mu.Unlock()
+		if started {
+			t.Fatal("event reader still running after the last Wait returned")
 		}
 	})
 }

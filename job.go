@@ -29,7 +29,9 @@ const (
 )
 
 // Job is what a handler sees of the job it runs. The handler may read every
-// field; it reports progress through Progress.
+// field; it reports progress through Progress. Payload and Meta are shared
+// with the store of an in-process backend, so a handler must not modify
+// them (decode the payload, or copy it first).
 type Job struct {
 	ID    string
 	Type  string

@@ -113,16 +113,20 @@ func (e *Engine) Listen(l Listener) (remove func(), err error) {
 }
 
 // hub reads the backend's event log once for the engine and hands each event
-// to the listeners, to Wait calls watching the job, and to the engine itself
-// (a cancel request for a job running here).
+// to the listeners and to Wait calls watching the job. It reads only while
+// someone listens or waits: a pump starts with the first of them and stops
+// with the last, so that an engine that only runs jobs never reads the
+// events of every job (cancel requests reach it by their own log, see
+// watchCancels).
 type hub struct {
 	e *Engine
 
 	mu        sync.Mutex
 	started   bool
 	closed    bool
+	gen       int // the running pump's generation; an older pump's reads are dropped
 	stop      context.CancelFunc
-	done      chan struct{}
+	pumps     sync.WaitGroup
 	nextID    int
 	listeners map[int]*listenerQueue
 	watchers  map[string]map[int]chan struct{}
@@ -145,17 +149,19 @@ func (h *hub) startLocked() error {
 		return fmt.Errorf("read event cursor: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h.started, h.stop, h.done = true, cancel, make(chan struct{})
-	go h.pump(ctx, cursor)
+	h.gen++
+	h.started, h.stop = true, cancel
+	gen := h.gen
+	h.pumps.Go(func() { h.pump(ctx, gen, cursor) })
 	return nil
 }
 
-// ensure starts the pump if nothing did yet; Run calls it so that cancel
-// requests from other processes reach running jobs at once.
-func (h *hub) ensure() error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.startLocked()
+// stopIfIdleLocked stops the pump once nobody listens or waits.
+func (h *hub) stopIfIdleLocked() {
+	if h.started && len(h.listeners) == 0 && len(h.watchers) == 0 {
+		h.stop()
+		h.started, h.stop = false, nil
+	}
 }
 
 func (h *hub) listen(l Listener) (func(), error) {
@@ -173,6 +179,7 @@ func (h *hub) listen(l Listener) (func(), error) {
 		once.Do(func() {
 			h.mu.Lock()
 			delete(h.listeners, id)
+			h.stopIfIdleLocked()
 			h.mu.Unlock()
 			q.close()
 		})
@@ -180,7 +187,7 @@ func (h *hub) listen(l Listener) (func(), error) {
 }
 
 // watch returns a channel closed when the next terminal event of job id
-// arrives.
+// arrives, and a function that stops watching.
 func (h *hub) watch(id string) (<-chan struct{}, func(), error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -203,21 +210,30 @@ func (h *hub) watch(id string) (<-chan struct{}, func(), error) {
 				delete(h.watchers, id)
 			}
 		}
+		h.stopIfIdleLocked()
 	}, nil
 }
 
-func (h *hub) pump(ctx context.Context, cursor string) {
-	defer close(h.done)
+func (h *hub) pump(ctx context.Context, gen int, cursor string) {
+	h.e.readLog(ctx, "events", cursor, h.e.backend.ReadEvents, func(evs []backend.Event) {
+		h.dispatch(gen, evs)
+	})
+}
+
+// readLog reads a log of events from cursor with read until ctx ends,
+// handing each batch to handle, and backs off while the backend fails.
+func (e *Engine) readLog(ctx context.Context, what, cursor string,
+	read func(context.Context, string, int) ([]backend.Event, error), handle func([]backend.Event)) {
 	failing := false
 	backoff := 50 * time.Millisecond
 	for {
-		evs, err := h.e.backend.ReadEvents(ctx, cursor, 512)
+		evs, err := read(ctx, cursor, 512)
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
 			if !failing {
-				h.e.log.Warn("jobrelay: reading events failed; retrying", "err", err)
+				e.log.Warn("jobrelay: reading "+what+" failed; retrying", "err", err)
 				failing = true
 			}
 			select {
@@ -229,25 +245,37 @@ func (h *hub) pump(ctx context.Context, cursor string) {
 			continue
 		}
 		if failing {
-			h.e.log.Info("jobrelay: reading events again")
+			e.log.Info("jobrelay: reading " + what + " again")
 			failing, backoff = false, 50*time.Millisecond
 		}
 		if len(evs) == 0 {
 			continue
 		}
 		cursor = evs[len(evs)-1].ID
-		h.dispatch(evs)
+		handle(evs)
 	}
 }
 
-func (h *hub) dispatch(evs []backend.Event) {
+// watchCancels stops the handlers of jobs running here whose cancel was
+// asked in another process, reading the backend's log of cancel requests
+// from cursor until ctx ends. (A cancel asked in this process reaches its
+// job directly; a missed request still arrives with the next heartbeat.)
+func (e *Engine) watchCancels(ctx context.Context, cursor string) {
+	e.readLog(ctx, "cancel requests", cursor, e.backend.ReadCancels, func(evs []backend.Event) {
+		for _, ev := range evs {
+			e.cancelLocal(ev.JobID)
+		}
+	})
+}
+
+func (h *hub) dispatch(gen int, evs []backend.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if gen != h.gen || !h.started {
+		return
+	}
 	for i := range evs {
 		ev := &evs[i]
-		if ev.Kind == backend.EventCancelRequested {
-			h.e.cancelLocal(ev.JobID)
-		}
 		if ev.State.Terminal() {
 			for n, ch := range h.watchers[ev.JobID] {
 				close(ch)
@@ -271,16 +299,16 @@ func (h *hub) dispatch(evs []backend.Event) {
 func (h *hub) close() {
 	h.mu.Lock()
 	h.closed = true
-	stop, done := h.stop, h.done
+	if h.started {
+		h.stop()
+		h.started, h.stop = false, nil
+	}
 	qs := make([]*listenerQueue, 0, len(h.listeners))
 	for _, q := range h.listeners {
 		qs = append(qs, q)
 	}
 	h.mu.Unlock()
-	if stop != nil {
-		stop()
-		<-done
-	}
+	h.pumps.Wait()
 	for _, q := range qs {
 		q.close()
 	}

@@ -157,7 +157,7 @@ func (e *Engine) Schedule(name, spec, typ string, payload any, opts ...EnqueueOp
 	if p.payload, err = encodePayload(payload); err != nil {
 		return fmt.Errorf("schedule %q: %w", name, err)
 	}
-	if _, err := e.newJob(now, typ, p.payload, p.tickOptions(now, now.Add(minTickHold), now)); err != nil {
+	if _, err := e.newJob(now, "", typ, p.payload, p.tickOptions(now, now.Add(minTickHold), now)); err != nil {
 		return fmt.Errorf("schedule %q: %w", name, err)
 	}
 	t := e.periodic()

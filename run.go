@@ -41,32 +41,52 @@ const (
 	runClaimedByWatchdog
 )
 
-// run is one attempt of one job in this process.
+// run is one attempt of one job in this process. It holds the handler's
+// context and Job view by value, so that an attempt costs one allocation.
 type run struct {
 	engine *Engine
 	pool   *pool // nil for runs of Drain, which acknowledge in place
 	job    *backend.Job
 	lease  backend.LeaseRef
-	ctx    *runContext
-	timer  atomic.Pointer[time.Timer] // ends the run at the job's timeout
-	cause  atomic.Pointer[error]      // why the run's context ended
-	state  atomic.Int32
-	result []byte
+	ctx    runContext
+	view   Job // what the handler sees
+	// The job's timeout ends the run: through the pool's deadline heap
+	// (heapIndex is its place there, -1 outside it), or for a run of Drain
+	// through a timer of its own.
+	timeout   time.Duration
+	heapIndex int
+	timer     atomic.Pointer[time.Timer]
+	cause     atomic.Pointer[error] // why the run's context ended
+	state     atomic.Int32
+	result    []byte
 }
 
 // newRun prepares one attempt: a context whose deadline is the job's
-// timeout, and a timer that cancels it then.
+// timeout, ended then by the pool's deadlines or, without a pool, a timer.
 func (e *Engine) newRun(base context.Context, l *backend.Lease, p *pool) *run {
 	j := l.Job
 	timeout := j.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	r := &run{engine: e, pool: p, job: j, lease: l.Ref()}
-	r.ctx = &runContext{parent: base, deadline: time.Now().Add(timeout)}
-	r.timer.Store(time.AfterFunc(timeout, func() { r.cancel(&timeoutError{timeout: timeout}) }))
+	r := &run{engine: e, pool: p, job: j, lease: l.Ref(), timeout: timeout, heapIndex: -1}
+	r.ctx.parent = base
+	r.ctx.deadline = time.Now().Add(timeout)
+	r.view = Job{
+		ID: j.ID, Type: j.Type, Queue: j.Queue, Attempt: j.Attempt,
+		Payload: j.Payload, Meta: j.Meta, Priority: j.Priority,
+		MaxRetries: j.MaxRetries, CreatedAt: j.CreatedAt, StartedAt: j.StartedAt, run: r,
+	}
+	if p != nil {
+		p.deadlines.add(r)
+	} else {
+		r.timer.Store(time.AfterFunc(timeout, r.timedOut))
+	}
 	return r
 }
+
+// timedOut ends the run at its job's timeout.
+func (r *run) timedOut() { r.cancel(&timeoutError{timeout: r.timeout}) }
 
 // cancel ends the run's context for the given reason (the first reason
 // wins) and, if the handler has not returned yet, lets the watchdog record
@@ -82,17 +102,20 @@ func (r *run) cancel(cause error) {
 	}
 }
 
-// release stops the run's timer and ends its context quietly, once the
+// release stops the run's timeout and ends its context quietly, once the
 // outcome is claimed, so that contexts a handler derived are released.
 func (r *run) release() {
 	r.stopTimer()
 	r.ctx.cancel(context.Canceled)
 }
 
-// stopTimer stops the timeout timer; it may not be stored yet when the
-// run is cancelled the moment it starts, and then simply fires for nothing.
+// stopTimer takes the run out of the deadlines, or stops its timer (which
+// may not be stored yet when the run is cancelled the moment it starts, and
+// then simply fires for nothing).
 func (r *run) stopTimer() {
-	if t := r.timer.Load(); t != nil {
+	if r.pool != nil {
+		r.pool.deadlines.remove(r)
+	} else if t := r.timer.Load(); t != nil {
 		t.Stop()
 	}
 }
@@ -118,8 +141,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		return ErrRunning
 	}
 	defer e.running.Store(false)
-	if err := e.hub.ensure(); err != nil {
-		return fmt.Errorf("run: %w", err)
+	cancels, err := e.backend.CancelCursor(ctx)
+	if err != nil {
+		return fmt.Errorf("run: read cancel cursor: %w", err)
 	}
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -147,7 +171,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	hbCtx, stopHeartbeats := context.WithCancel(context.WithoutCancel(ctx))
 	var tail sync.WaitGroup
 	tail.Go(func() { e.heartbeat(hbCtx, info) })
+	tail.Go(func() { e.watchCancels(hbCtx, cancels) })
 	tail.Go(p.ack)
+	tail.Go(func() { p.deadlines.run(hbCtx) })
 
 	<-ctx.Done()
 	_ = loops.Wait()
@@ -172,6 +198,8 @@ type pool struct {
 	work    chan *run
 	acks    chan ackItem
 	workers sync.WaitGroup
+	// deadlines ends runs at their job's timeout.
+	deadlines deadlines
 	// stopping is set at shutdown: leased jobs not yet started go straight
 	// back to their queue.
 	stopping atomic.Bool
@@ -190,6 +218,7 @@ func newPool(e *Engine) *pool {
 		work:  make(chan *run, n),
 		acks:  make(chan ackItem, 4*n),
 	}
+	p.deadlines.wake = make(chan struct{}, 1)
 	for range n {
 		p.slots <- struct{}{}
 		p.workers.Add(1)
@@ -454,12 +483,7 @@ func (e *Engine) callHandler(r *run) (err error) {
 			err = fmt.Errorf("handler of job type %q panicked: %v\n%s", r.job.Type, v, debug.Stack())
 		}
 	}()
-	job := &Job{
-		ID: r.job.ID, Type: r.job.Type, Queue: r.job.Queue, Attempt: r.job.Attempt,
-		Payload: r.job.Payload, Meta: r.job.Meta, Priority: r.job.Priority,
-		MaxRetries: r.job.MaxRetries, CreatedAt: r.job.CreatedAt, StartedAt: r.job.StartedAt, run: r,
-	}
-	return h.handler.Handle(r.ctx, job)
+	return h.handler.Handle(&r.ctx, &r.view)
 }
 
 // decide turns how an attempt ended into an acknowledgement; ok is false when
@@ -467,7 +491,6 @@ func (e *Engine) callHandler(r *run) (err error) {
 func (e *Engine) decide(r *run, err error) (backend.Ack, bool) {
 	ack := backend.Ack{Lease: r.lease}
 	cause := r.causeErr()
-	var timeout *timeoutError
 	switch {
 	case errors.Is(cause, errLeaseLost):
 		return ack, false
@@ -486,7 +509,7 @@ func (e *Engine) decide(r *run, err error) (backend.Ack, bool) {
 	if t, ok := e.throttle(r, err); ok {
 		return t, true
 	}
-	if errors.As(cause, &timeout) {
+	if timeout, ok := errors.AsType[*timeoutError](cause); ok {
 		err = timeout
 	}
 	ack.Error = err.Error()

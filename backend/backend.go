@@ -223,7 +223,9 @@ type LeaseRequest struct {
 }
 
 // Lease is a job leased to a worker. The Job's LeaseToken is the fencing
-// token that every later call for this attempt must present.
+// token that every later call for this attempt must present. The Job is
+// read-only: an in-process backend may share its Payload, Meta and
+// DependsOn with the stored job rather than copy them on every lease.
 type Lease struct {
 	Job *Job
 }
@@ -508,6 +510,15 @@ type Backend interface {
 	// resumes at the oldest kept event. The next cursor is the last event's
 	// ID.
 	ReadEvents(ctx context.Context, cursor string, max int) ([]Event, error)
+
+	// CancelCursor and ReadCancels are EventCursor and ReadEvents for
+	// EventCancelRequested events alone. Every running engine reads them, so
+	// that a cancel asked in one process stops the job's handler in another
+	// at once, without reading every event of every job when nobody
+	// listens. Their cursors are their own (a cursor of one means nothing to
+	// the other); the log of cancel requests is capped like the event log.
+	CancelCursor(ctx context.Context) (string, error)
+	ReadCancels(ctx context.Context, cursor string, max int) ([]Event, error)
 
 	// Limiter stores and enforces Limits.
 	Limiter

@@ -36,6 +36,7 @@ type config struct {
 	flush         bool
 	n             int
 	memN          int
+	memoryN       int // jobs per throughput scenario on the memory backend
 	batch         int
 	producers     int
 	runs          int
@@ -83,6 +84,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&cfg.flush, "flush", false, "allow flushing a -redis database that holds keys")
 	fs.IntVar(&cfg.n, "n", cfg.n, "jobs per throughput scenario")
 	fs.IntVar(&cfg.memN, "mem-n", 0, "jobs queued for the memory scenario (0: -n)")
+	fs.IntVar(&cfg.memoryN, "memory-n", 0, "jobs per throughput scenario on the memory backend, which finishes -n jobs too fast to time well (0: 10 × -n)")
 	fs.IntVar(&cfg.batch, "batch", cfg.batch, "jobs per EnqueueMany call in the batched scenarios")
 	fs.IntVar(&cfg.producers, "producers", cfg.producers, "goroutines that enqueue")
 	fs.IntVar(&cfg.runs, "runs", cfg.runs, "runs of each scenario; the median is reported")
@@ -114,10 +116,13 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if cfg.memN == 0 {
 		cfg.memN = cfg.n
 	}
+	if cfg.memoryN == 0 {
+		cfg.memoryN = 10 * cfg.n
+	}
 	for _, c := range []struct {
 		name string
 		v    int
-	}{{"n", cfg.n}, {"mem-n", cfg.memN}, {"batch", cfg.batch}, {"producers", cfg.producers},
+	}{{"n", cfg.n}, {"mem-n", cfg.memN}, {"memory-n", cfg.memoryN}, {"batch", cfg.batch}, {"producers", cfg.producers},
 		{"runs", cfg.runs}, {"latency-n", cfg.latencyN}, {"scale-big-runs", cfg.scaleBigRuns}} {
 		if c.v < 1 {
 			return nil, fmt.Errorf("-%s %d: must be at least 1", c.name, c.v)
@@ -271,6 +276,15 @@ type runner struct {
 	scenario string
 	system   system
 	run      int
+}
+
+// jobs is how many jobs a throughput scenario runs on the runner's system:
+// -memory-n on the memory backend, -n on the others.
+func (r *runner) jobs() int {
+	if r.system.name == "memory" {
+		return r.cfg.memoryN
+	}
+	return r.cfg.n
 }
 
 // once opens a fresh target (on a flushed database for the Redis systems),

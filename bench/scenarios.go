@@ -40,7 +40,6 @@ var scenarioIDs = []string{"enqueue", "enqueue-batch", "process-c1", "process-c3
 	"e2e", "e2e-batch", "latency", "memory", "scale-small", "scale-big"}
 
 func scenarios(cfg *config) []scenario {
-	n := cfg.n
 	tput := func(label string) []rowSpec { return []rowSpec{{label: label, unit: "jobs/s"}} }
 	all := []scenario{
 		{
@@ -48,6 +47,7 @@ func scenarios(cfg *config) []scenario {
 			rows:        tput(fmt.Sprintf("enqueue: single, %d goroutines", cfg.producers)),
 			concurrency: 32,
 			measure: func(ctx context.Context, r *runner, t target) ([]float64, error) {
+				n := r.jobs()
 				d, err := r.timed(n, func() error { return produce(ctx, t, n, cfg.producers, 0) })
 				return rate(n, d), err
 			},
@@ -58,6 +58,7 @@ func scenarios(cfg *config) []scenario {
 			applies:     jobrelayOnly,
 			concurrency: 32,
 			measure: func(ctx context.Context, r *runner, t target) ([]float64, error) {
+				n := r.jobs()
 				d, err := r.timed(n, func() error { return produce(ctx, t, n, cfg.producers, cfg.batch) })
 				return rate(n, d), err
 			},
@@ -69,7 +70,7 @@ func scenarios(cfg *config) []scenario {
 			rows:        tput(fmt.Sprintf("end to end: c=32, single enqueues from %d goroutines", cfg.producers)),
 			concurrency: 32,
 			measure: func(ctx context.Context, r *runner, t target) ([]float64, error) {
-				return endToEnd(ctx, r, t, n, 0)
+				return endToEnd(ctx, r, t, r.jobs(), 0)
 			},
 		},
 		{
@@ -78,7 +79,7 @@ func scenarios(cfg *config) []scenario {
 			applies:     jobrelayOnly,
 			concurrency: 32,
 			measure: func(ctx context.Context, r *runner, t target) ([]float64, error) {
-				return endToEnd(ctx, r, t, n, cfg.batch)
+				return endToEnd(ctx, r, t, r.jobs(), cfg.batch)
 			},
 		},
 		{
@@ -112,10 +113,10 @@ func scenarios(cfg *config) []scenario {
 func process(cfg *config, c int) scenario {
 	return scenario{
 		id:          fmt.Sprintf("process-c%d", c),
-		rows:        []rowSpec{{label: fmt.Sprintf("process: %d prefilled, c=%d", cfg.n, c), unit: "jobs/s"}},
+		rows:        []rowSpec{{label: fmt.Sprintf("process: prefilled queue, c=%d", c), unit: "jobs/s"}},
 		concurrency: c,
 		measure: func(ctx context.Context, r *runner, t target) ([]float64, error) {
-			n := cfg.n
+			n := r.jobs()
 			if err := prefill(ctx, t, n, cfg.batch); err != nil {
 				return nil, err
 			}
@@ -146,7 +147,7 @@ func scale(cfg *config, id string, queued, runs int) scenario {
 				return nil, err
 			}
 			r.logf("prefilled %s jobs in %s", count(queued), time.Since(t0).Round(time.Millisecond))
-			return endToEnd(ctx, r, t, cfg.n, 0)
+			return endToEnd(ctx, r, t, r.jobs(), 0)
 		},
 	}
 }

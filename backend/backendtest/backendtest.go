@@ -69,6 +69,7 @@ func Run(t *testing.T, h Harness) {
 		{"Limits", testLimits},
 		{"List", testList},
 		{"Events", testEvents},
+		{"Cancels", testCancels},
 		{"Workers", testWorkers},
 		{"Closed", testClosed},
 		{"CrossHandle", testCrossHandle},

@@ -53,6 +53,15 @@ func testCrossHandle(t *testing.T, h Harness) {
 		}
 	})
 
+	t.Run("CancelsAcross", func(t *testing.T) {
+		a, b := newPairFixtures(t, h)
+		id := a.add()
+		a.leaseID(a.t0, id)
+		c := b.cancelCursor()
+		a.cancelOK(a.at(time.Second), id, "from a", backend.StateActive)
+		b.wantCancels(c, id)
+	})
+
 	t.Run("EventsAcross", func(t *testing.T) {
 		a, b := newPairFixtures(t, h)
 		c := a.cursor()

@@ -152,13 +152,15 @@ func testEnqueue(t *testing.T, h Harness) {
 		j.Payload[0] = 'X'
 		j.Meta["k"] = "changed"
 		j.State = backend.StateFailed
+		// A Lease's Job is read-only (it may share the stored payload); its
+		// scalar fields are the caller's all the same.
 		l := f.leaseOne(f.t0)
-		l.Job.Payload[0] = 'Y'
-		l.Job.Meta["k"] = "changed too"
+		l.Job.State = backend.StateFailed
+		l.Job.Attempt = 99
 		got := f.job(nj.ID)
-		if !bytes.Equal(got.Payload, nj.Payload) || got.Meta["k"] != "v" || got.State != backend.StateActive {
-			t.Errorf("after the caller changed returned jobs: got payload %q meta %v state %q, want %q, k=v, active",
-				got.Payload, got.Meta, got.State, nj.Payload)
+		if !bytes.Equal(got.Payload, nj.Payload) || got.Meta["k"] != "v" || got.State != backend.StateActive || got.Attempt != 1 {
+			t.Errorf("after the caller changed returned jobs: got payload %q meta %v state %q attempt %d, want %q, k=v, active, 1",
+				got.Payload, got.Meta, got.State, got.Attempt, nj.Payload)
 		}
 	})
 }

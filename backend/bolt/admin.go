@@ -41,6 +41,9 @@ func (b *Backend) Cancel(ctx context.Context, now time.Time, id, reason string) 
 			res = fmt.Errorf("bolt: cancel %s: job is %s: %w", id, r.State, backend.ErrInvalidState)
 		case backend.StateActive:
 			state = r.State
+			if r.CancelRequested {
+				return nil // asked before: one request, one event
+			}
 			if err := t.move(r, func(r *record) {
 				r.CancelRequested = true
 				r.cancelReason = reason

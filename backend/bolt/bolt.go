@@ -31,6 +31,19 @@
 // writes of calls that returned are committed, so a caller always reads
 // its own writes.
 //
+// # A large backlog
+//
+// With a backlog, workers lease and finish jobs as fast as the CPU allows,
+// and each commit carries their claims and completions: pages at the old
+// end of the jobs and ready trees, besides the new jobs' pages at the
+// other end. Two rules keep an Enqueue from waiting behind that work.
+// While durable calls wait, Lease takes no more jobs per transaction than
+// those calls bring (at least eight), and otherwise waits for the commit
+// loop to take the jobs it leased so far. And a batch of plain Enqueues (no
+// unique key, no dependency) commits on its own, leaving the pending
+// claims to the next transaction; its events are published with that
+// transaction's, in the order of the calls.
+//
 // # Size
 //
 // The file never shrinks: bbolt reuses freed pages but does not give them
@@ -47,6 +60,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -111,8 +125,9 @@ type Options struct {
 	// Defaults to DefaultOpenTimeout.
 	OpenTimeout time.Duration
 
-	// EventLogSize is the capacity of the in-memory event log; readers that
-	// fall further behind resume at the oldest kept event. Defaults to
+	// EventLogSize is the capacity of the in-memory event log, and of the
+	// log of cancel requests beside it (ReadCancels); readers that fall
+	// further behind resume at the oldest kept event. Defaults to
 	// DefaultEventLogSize.
 	EventLogSize int
 
@@ -145,14 +160,18 @@ type Backend struct {
 	tokenPrefix string
 	tokenSeq    atomic.Uint64
 
-	mu       sync.Mutex // guards pending and closed
-	pending  []*op
-	closed   bool
-	kick     chan struct{} // has a value when pending may be non-empty
-	closing  chan struct{} // closed by Close: blocked calls return
-	loopDone chan struct{}
-	closeErr error
-	once     sync.Once
+	mu      sync.Mutex // guards pending and closed
+	pending []*op
+	// durableWaiting weighs the ops in pending that wait for their commit
+	// (Enqueue, Cancel, ...): a job each; while there are any, Lease holds
+	// back (see claimShare).
+	durableWaiting atomic.Int64
+	closed         bool
+	kick           chan struct{} // has a value when pending may be non-empty
+	closing        chan struct{} // closed by Close: blocked calls return
+	loopDone       chan struct{}
+	closeErr       error
+	once           sync.Once
 
 	// seq is the last ready-index sequence number; only the commit loop
 	// touches it.
@@ -179,6 +198,7 @@ type Backend struct {
 	repairs      map[string]string   // ready keys Lease could not use -> job ID
 	overlay      overlay             // ready changes of the transaction being committed
 	claimsClosed bool                // the commit loop has stopped
+	claimsTaken  chan struct{}       // closed (and replaced) when the loop takes the claims
 	claimNames   names               // interned names for Lease's decoding
 	floor        map[string][]byte   // per queue: the last ready key Lease consumed
 	journal      *journal            // see journal.go
@@ -187,6 +207,20 @@ type Backend struct {
 
 	loopNames names // interned names for the commit loop's decoding
 
+	// owesClaims is set when the last transaction left pending claims for
+	// the next one (see op.standalone); only the commit loop touches it.
+	owesClaims bool
+	// skippedGen is the generation of the last transaction that left
+	// pending claims for the next one; settle reads it.
+	skippedGen atomic.Uint64
+	// held are the events of a committed transaction that left pending
+	// claims for the next one; they are published with that one's, after
+	// the events of the claims and completions made before them
+	// (heldSplit counts those), so that the log keeps the order of the
+	// calls. Only the commit loop touches them.
+	held      []backend.Event
+	heldSplit struct{ claims, completions int }
+
 	// leased holds, for jobs leased through claim, the record bytes that
 	// the claim writes, until the record changes otherwise; Finish
 	// prepares completions from them outside the commit loop.
@@ -194,6 +228,9 @@ type Backend struct {
 	leased   map[string][]byte
 
 	events *eventLog
+	// cancels logs the EventCancelRequested events alone, for
+	// ReadCancels; it has the event log's capacity.
+	cancels *eventLog
 	// eventBuf is reused by the commit loop for each transaction's events.
 	eventBuf []backend.Event
 
@@ -289,22 +326,24 @@ func Open(path string, opts Options) (*Backend, error) {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
 	b := &Backend{
-		db:         db,
-		path:       path,
-		opts:       opts,
-		kick:       make(chan struct{}, 1),
-		closing:    make(chan struct{}),
-		loopDone:   make(chan struct{}),
-		wakeCh:     make(chan struct{}),
-		commitCh:   make(chan struct{}),
-		claimed:    make(map[string]struct{}),
-		repairs:    make(map[string]string),
-		claimNames: make(names),
-		floor:      make(map[string][]byte),
-		loopNames:  make(names),
-		leased:     make(map[string][]byte),
-		lim:        newLimiter(),
-		events:     newEventLog(opts.EventLogSize),
+		db:          db,
+		path:        path,
+		opts:        opts,
+		kick:        make(chan struct{}, 1),
+		closing:     make(chan struct{}),
+		loopDone:    make(chan struct{}),
+		wakeCh:      make(chan struct{}),
+		commitCh:    make(chan struct{}),
+		claimed:     make(map[string]struct{}),
+		claimsTaken: make(chan struct{}),
+		repairs:     make(map[string]string),
+		claimNames:  make(names),
+		floor:       make(map[string][]byte),
+		loopNames:   make(names),
+		leased:      make(map[string][]byte),
+		lim:         newLimiter(),
+		events:      newEventLog(opts.EventLogSize),
+		cancels:     newEventLog(opts.EventLogSize),
 	}
 	var tok [8]byte
 	if _, err := rand.Read(tok[:]); err != nil {
@@ -483,7 +522,13 @@ type op struct {
 	done chan error
 	// early ops are answered once their transaction is applied, before its
 	// commit and fsync; see doEarly.
-	early   bool
+	early bool
+	// standalone ops touch no job that a pending claim may hold (an
+	// Enqueue of new jobs with no unique key and no dependency), so they
+	// may commit before the claims are written; see apply.
+	standalone bool
+	// weight is the number of jobs a durable op waits for (see claimShare).
+	weight  int
 	replied bool
 }
 
@@ -519,6 +564,9 @@ func (b *Backend) submit(ctx context.Context, o *op) error {
 		return backend.ErrClosed
 	}
 	b.pending = append(b.pending, o)
+	if !o.early {
+		b.durableWaiting.Add(int64(max(o.weight, 1)))
+	}
 	b.mu.Unlock()
 	b.signal()
 	return <-o.done
@@ -533,8 +581,23 @@ func (b *Backend) signal() {
 
 // settle waits until every op answered early so far is committed, so that
 // a read sees what the caller's earlier calls wrote.
+//
+// Claims are promised to the next transaction (answered(gen+1)); when that
+// transaction is one that leaves them pending (see apply), they are written
+// by the one after it, which settle then waits for as well.
 func (b *Backend) settle(ctx context.Context) error {
 	target := b.answeredGen.Load()
+	if err := b.awaitCommit(ctx, target); err != nil {
+		return err
+	}
+	if target > 0 && b.skippedGen.Load() >= target {
+		return b.awaitCommit(ctx, target+1)
+	}
+	return nil
+}
+
+// awaitCommit waits until the transaction of generation target is over.
+func (b *Backend) awaitCommit(ctx context.Context, target uint64) error {
 	for {
 		b.commitMu.Lock()
 		ch := b.commitCh
@@ -560,13 +623,11 @@ func (b *Backend) loop() {
 	for {
 		<-b.kick
 		for {
+			b.claimMu.Lock()
+			owed := b.owesClaims && b.claimsPending()
+			b.claimMu.Unlock()
 			b.mu.Lock()
-			n := min(len(b.pending), b.opts.MaxBatchOps)
-			batch := b.pending[:n:n]
-			b.pending = b.pending[n:]
-			if len(b.pending) == 0 {
-				b.pending = nil
-			}
+			batch := b.takePending(owed)
 			closed := b.closed
 			b.mu.Unlock()
 			if len(batch) == 0 {
@@ -586,6 +647,41 @@ func (b *Backend) loop() {
 			b.commit(batch)
 		}
 	}
+}
+
+// takePending takes the next batch out of pending: up to MaxBatchOps ops in
+// the order they came, but none that is standalone when the claims are
+// owed, so that the claims left pending by the last transaction are
+// written by this one. b.mu must be held.
+func (b *Backend) takePending(owed bool) []*op {
+	var batch []*op
+	if owed {
+		keep := b.pending[:0]
+		for _, o := range b.pending {
+			if o.standalone || len(batch) == b.opts.MaxBatchOps {
+				keep = append(keep, o)
+			} else {
+				batch = append(batch, o)
+			}
+		}
+		clear(b.pending[len(keep):])
+		b.pending = keep
+	} else {
+		n := min(len(b.pending), b.opts.MaxBatchOps)
+		batch = slices.Clone(b.pending[:n])
+		b.pending = b.pending[n:]
+	}
+	if len(b.pending) == 0 {
+		b.pending = nil
+	}
+	var durable int64
+	for _, o := range batch {
+		if !o.early {
+			durable += int64(max(o.weight, 1))
+		}
+	}
+	b.durableWaiting.Add(-durable)
+	return batch
 }
 
 // commit runs batch in one transaction, after the claims of Lease calls.
@@ -624,6 +720,15 @@ func (b *Backend) commit(batch []*op) {
 // ran; applied reports that every one ran (the error, if any, is the
 // commit's). Lease calls wait while ops run (claimMu), and see the
 // transaction's ready changes through the overlay while it commits.
+//
+// A batch of standalone ops alone (plain Enqueues) leaves the pending
+// claims to the next transaction, which takes them whatever comes: with a
+// backlog, workers claim and finish jobs as fast as the CPU allows, and
+// writing their claims and completions in the same commit made every
+// Enqueue wait for their pages and their fsync too. So Enqueue commits
+// stay as small as they are without a backlog, and the claims follow one
+// commit later (reads settle on that commit, see settle; the events wait
+// for it, see Backend.held).
 func (b *Backend) apply(ops []*op) (ran []*op, applied bool, err error) {
 	b.claimMu.Lock()
 	locked := true
@@ -632,20 +737,43 @@ func (b *Backend) apply(ops []*op) (ran []*op, applied bool, err error) {
 			b.claimMu.Unlock()
 		}
 	}()
-	if c := b.takeClaims(); c != nil {
+	skip := !b.owesClaims && len(ops) > 0
+	for _, o := range ops {
+		skip = skip && o.standalone
+	}
+	skip = skip && b.claimsPending()
+	if skip {
+		b.heldSplit.claims, b.heldSplit.completions = len(b.claims), len(b.completions)
+	} else if c := b.takeClaims(); c != nil {
 		ops = append([]*op{c}, ops...)
 	}
+	b.owesClaims = skip
 	if len(ops) == 0 {
 		return nil, true, nil
 	}
 	b.gen++
 	gen := b.gen
+	if skip {
+		// Claims promised to this transaction go to the next one.
+		b.skippedGen.Store(gen)
+		b.answered(gen + 1)
+	}
 	defer b.committed(gen)
 	tx, err := b.db.Begin(true)
 	if err != nil {
 		return ops, false, fmt.Errorf("bolt: begin: %w", mapClosed(err))
 	}
 	t := newTxn(b, tx)
+	defer func() {
+		// When this transaction took the claims but does not publish its
+		// events (it wrote nothing, or failed), the held events, which
+		// are committed, still are.
+		if t.heldAt >= 0 && len(b.held) > 0 {
+			b.publish(slices.Clone(b.held))
+			clear(b.held)
+			b.held = b.held[:0]
+		}
+	}()
 	start := time.Now()
 	for _, o := range ops {
 		if err := o.fn(t); err != nil {
@@ -703,7 +831,16 @@ func (b *Backend) apply(ops []*op) (ran []*op, applied bool, err error) {
 	b.stats.applyNs.Add(int64(mid.Sub(start)))
 	b.stats.writeNs.Add(int64(time.Since(mid)))
 	b.seq = t.seq
-	b.events.append(t.events)
+	switch {
+	case skip:
+		b.held = append(b.held, t.events...)
+	case t.heldAt >= 0 && len(b.held) > 0:
+		b.publish(slices.Concat(t.events[:t.heldAt], b.held, t.events[t.heldAt:]))
+		clear(b.held)
+		b.held = b.held[:0]
+	default:
+		b.publish(t.events)
+	}
 	clear(t.events)
 	b.eventBuf = t.events[:0]
 	if t.wake {

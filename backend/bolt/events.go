@@ -128,6 +128,32 @@ func (b *Backend) EventCursor(ctx context.Context) (string, error) {
 // blocking until there is one, ctx is done or the backend is closed. An empty
 // cursor reads from the oldest kept event.
 func (b *Backend) ReadEvents(ctx context.Context, cursor string, max int) ([]backend.Event, error) {
+	return b.readLog(ctx, b.events, cursor, max)
+}
+
+// CancelCursor returns the ID of the newest cancel request, so that a
+// reader starting there sees every request made after the call. Cancel
+// requests have a log of their own (see Backend.cancels), so its cursors
+// mean nothing to ReadEvents, nor the event log's to ReadCancels.
+func (b *Backend) CancelCursor(ctx context.Context) (string, error) {
+	if err := b.check(ctx); err != nil {
+		return "", err
+	}
+	if err := b.settle(ctx); err != nil {
+		return "", err
+	}
+	return b.cancels.cursor(), nil
+}
+
+// ReadCancels is ReadEvents for EventCancelRequested events alone: a
+// running engine reads it to stop a canceled job's handler at once, without
+// reading every event of every job.
+func (b *Backend) ReadCancels(ctx context.Context, cursor string, max int) ([]backend.Event, error) {
+	return b.readLog(ctx, b.cancels, cursor, max)
+}
+
+// readLog is ReadEvents on log.
+func (b *Backend) readLog(ctx context.Context, log *eventLog, cursor string, max int) ([]backend.Event, error) {
 	if err := b.check(ctx); err != nil {
 		return nil, err
 	}
@@ -139,7 +165,7 @@ func (b *Backend) ReadEvents(ctx context.Context, cursor string, max int) ([]bac
 		max = 100
 	}
 	for {
-		evs, wait := b.events.read(after, max)
+		evs, wait := log.read(after, max)
 		if len(evs) > 0 {
 			return evs, nil
 		}
@@ -151,4 +177,27 @@ func (b *Backend) ReadEvents(ctx context.Context, cursor string, max int) ([]bac
 			return nil, backend.ErrClosed
 		}
 	}
+}
+
+// publish appends a committed transaction's events to the event log, and
+// its cancel requests also to their own log.
+func (b *Backend) publish(evs []backend.Event) {
+	b.events.append(evs)
+	first := -1
+	for i := range evs {
+		if evs[i].Kind == backend.EventCancelRequested {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return
+	}
+	var cancels []backend.Event
+	for _, ev := range evs[first:] {
+		if ev.Kind == backend.EventCancelRequested {
+			cancels = append(cancels, ev)
+		}
+	}
+	b.cancels.append(cancels)
 }

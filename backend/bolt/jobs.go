@@ -29,21 +29,34 @@ func (b *Backend) Enqueue(ctx context.Context, now time.Time, jobs []backend.New
 	if err := b.check(ctx); err != nil {
 		return nil, err
 	}
-	results := make([]backend.EnqueueResult, len(jobs))
-	err := b.do(ctx, func(t *txn) error {
-		for i := range jobs {
-			res, err := t.enqueue(now, &jobs[i])
-			if err != nil {
-				return err
-			}
-			results[i] = res
-		}
-		return nil
-	})
+	o, results := b.enqueueOp(ctx, now, jobs)
+	err := b.submit(ctx, o)
 	if err != nil {
 		return nil, fmt.Errorf("bolt: enqueue: %w", err)
 	}
 	return results, nil
+}
+
+// enqueueOp returns the op of an Enqueue call and the results it fills.
+func (b *Backend) enqueueOp(ctx context.Context, now time.Time, jobs []backend.NewJob) (*op, []backend.EnqueueResult) {
+	results := make([]backend.EnqueueResult, len(jobs))
+	standalone := true
+	for i := range jobs {
+		if jobs[i].UniqueKey != "" || len(jobs[i].DependsOn) > 0 {
+			standalone = false // it reads other jobs, which claims may hold
+		}
+	}
+	return &op{ctx: ctx, done: make(chan error, 1), standalone: standalone, weight: len(jobs),
+		fn: func(t *txn) error {
+			for i := range jobs {
+				res, err := t.enqueue(now, &jobs[i])
+				if err != nil {
+					return err
+				}
+				results[i] = res
+			}
+			return nil
+		}}, results
 }
 
 func (t *txn) enqueue(now time.Time, nj *backend.NewJob) (backend.EnqueueResult, error) {
@@ -58,6 +71,9 @@ func (t *txn) enqueue(now time.Time, nj *backend.NewJob) (backend.EnqueueResult,
 	}
 	if v := t.get(t.jobs, []byte(nj.ID)); v != nil {
 		st, _, _, _ := peekHeader(v)
+		if st == backend.StateQueued && t.b.claimPending(nj.ID) {
+			st = backend.StateActive // leased; its claim is not written yet
+		}
 		res.State = st
 		res.Err = fmt.Errorf("bolt: enqueue %s: id already in use: %w", nj.ID, backend.ErrDuplicateJob)
 		return res, nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -91,9 +92,21 @@ func (b *Backend) Lease(ctx context.Context, req backend.LeaseRequest) ([]*backe
 			req.Now = now.Add(time.Since(began))
 		}
 		wake := b.wakeChan()
-		out, err := b.claim(req, limit)
+		out, taken, err := b.claim(req, limit)
 		if err != nil {
 			return nil, fmt.Errorf("bolt: lease: %w", err)
+		}
+		if len(out) == 0 && taken != nil {
+			// Held back for a durable call's sake (see claimShare):
+			// look again once the loop has taken the claims.
+			select {
+			case <-taken:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-b.closing:
+				return nil, backend.ErrClosed
+			}
 		}
 		if len(out) > 0 || req.Block <= 0 {
 			return out, nil
@@ -114,17 +127,46 @@ func (b *Backend) Lease(ctx context.Context, req backend.LeaseRequest) ([]*backe
 	}
 }
 
+// claimShare bounds the claims that Lease adds to the next transaction
+// while durable calls (Enqueue, Cancel, ...) wait for a commit: as many as
+// the jobs those calls bring, and at least claimShare. Lease does not wait
+// for commits, so with a backlog its workers drain jobs as fast as the CPU
+// allows, and every claim (and its completion) adds pages to a commit and
+// time to its fsync: with a million jobs queued, each Enqueue waited
+// behind hundreds of them. Past the share, Lease waits until the commit
+// loop has taken the claims, so that the drain keeps pace with what comes
+// in rather than crowding it out. With no durable call waiting, nothing
+// holds Lease back.
+const claimShare = 8
+
+// claimLimit returns how many claims the next transaction may hold: no
+// bound while no durable call waits, else as many as the jobs those calls
+// bring, and at least claimShare.
+func (b *Backend) claimLimit() int {
+	w := b.durableWaiting.Load()
+	if w <= 0 {
+		return math.MaxInt
+	}
+	return int(max(w, claimShare))
+}
+
 // claim picks up to limit jobs for req and records the claims for the
-// commit loop; see the comment at the top of this file.
-func (b *Backend) claim(req backend.LeaseRequest, limit int) ([]*backend.Lease, error) {
+// commit loop; see the comment at the top of this file. When it takes no
+// job because of claimShare, taken is the channel that is closed once the
+// loop has taken the pending claims.
+func (b *Backend) claim(req backend.LeaseRequest, limit int) (out []*backend.Lease, taken <-chan struct{}, err error) {
 	b.claimMu.Lock()
 	defer b.claimMu.Unlock()
 	if b.claimsClosed {
-		return nil, backend.ErrClosed
+		return nil, nil, backend.ErrClosed
+	}
+	share := b.claimLimit()
+	if len(b.claims) >= share {
+		return nil, b.claimsTaken, nil
 	}
 	tx, err := b.db.Begin(false)
 	if err != nil {
-		return nil, mapClosed(err)
+		return nil, nil, mapClosed(err)
 	}
 	defer func() { _ = tx.Rollback() }()
 	ready, paused := tx.Bucket(bucketReady), tx.Bucket(bucketPaused)
@@ -133,8 +175,8 @@ func (b *Backend) claim(req backend.LeaseRequest, limit int) ([]*backend.Lease, 
 	expires := now.Add(req.TTL)
 	lim := &b.lim
 	at := lim.at(now)
-	var out []*backend.Lease
 	var claims []*claim
+	limit = min(limit, share-len(b.claims))
 	for _, q := range req.Queues {
 		if len(out) >= limit {
 			break
@@ -255,7 +297,7 @@ func (b *Backend) claim(req backend.LeaseRequest, limit int) ([]*backend.Lease, 
 			lim.ended(cl.id, at)
 		}
 		clear(b.floor)
-		return nil, err
+		return nil, nil, err
 	}
 	b.claims = append(b.claims, claims...)
 	b.leasedMu.Lock()
@@ -272,7 +314,18 @@ func (b *Backend) claim(req backend.LeaseRequest, limit int) ([]*backend.Lease, 
 		b.answered(b.gen + 1)
 		b.signal()
 	}
-	return out, nil
+	return out, nil, nil
+}
+
+// claimPending reports whether job id is claimed by a claim not yet
+// written. claimMu must be held.
+func (b *Backend) claimPending(id string) bool {
+	for _, cl := range b.claims {
+		if cl.id == id {
+			return true
+		}
+	}
+	return false
 }
 
 // maxLeased bounds Backend.leased.
@@ -325,12 +378,29 @@ func (b *Backend) takeClaims() *op {
 	}
 	claims, repairs, completions := b.claims, b.repairs, b.completions
 	b.claims, b.repairs, b.completions = nil, make(map[string]string), nil
+	if len(claims) > 0 {
+		close(b.claimsTaken)
+		b.claimsTaken = make(chan struct{})
+	}
+	// Claims and completions made before the transaction that left them
+	// pending come before its events; the others after (see apply).
+	nc, np := len(claims), len(completions)
+	if b.owesClaims {
+		nc, np = min(b.heldSplit.claims, nc), min(b.heldSplit.completions, np)
+	}
 	return &op{ctx: context.Background(), done: make(chan error, 1), early: true,
 		fn: func(t *txn) error {
-			if err := t.writeClaims(claims, repairs); err != nil {
+			if err := t.writeClaims(claims[:nc], repairs); err != nil {
 				return err
 			}
-			return t.writeCompletions(completions)
+			if err := t.writeCompletions(completions[:np]); err != nil {
+				return err
+			}
+			t.heldAt = len(t.events)
+			if err := t.writeClaims(claims[nc:], nil); err != nil {
+				return err
+			}
+			return t.writeCompletions(completions[np:])
 		}}
 }
 

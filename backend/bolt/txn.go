@@ -50,6 +50,11 @@ type txn struct {
 	jseq       uint64   // the highest journal sequence this transaction wrote
 
 	limitChanges []limitChange // handed to the limiter once applied whole
+
+	// heldAt is where the events held back by the transaction before
+	// (Backend.held) go among this one's, or -1 when this transaction
+	// writes no claims.
+	heldAt int
 }
 
 func newTxn(b *Backend, tx *bbolt.Tx) *txn {
@@ -69,6 +74,7 @@ func newTxn(b *Backend, tx *bbolt.Tx) *txn {
 		work:   tx.Bucket(bucketWorkers),
 		seq:    b.seq,
 		events: b.eventBuf[:0],
+		heldAt: -1,
 	}
 	// Job IDs, ready keys and time keys mostly grow, so pages split near
 	// the end and can be packed full.

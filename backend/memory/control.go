@@ -33,7 +33,7 @@ func (b *Backend) Cancel(ctx context.Context, now time.Time, id, reason string) 
 		if !j.CancelRequested {
 			j.CancelRequested = true
 			j.extra().cancelReason = reason
-			b.emit(backend.EventCancelRequested, j, now)
+			b.emitCancelRequest(j, now)
 		}
 		return backend.StateActive, nil
 	case backend.StateCanceled:

@@ -17,8 +17,10 @@ import (
 func (b *Backend) Enqueue(ctx context.Context, now time.Time, jobs []backend.NewJob) ([]backend.EnqueueResult, error) {
 	now = stamp(now)
 	recs := make([]*job, len(jobs))
+	var arena []byte
 	for i := range jobs {
 		recs[i] = newRecord(&jobs[i], now)
+		recs[i].Payload = copyPayload(&arena, jobs[i].Payload, len(jobs))
 	}
 	results := make([]backend.EnqueueResult, len(jobs))
 
@@ -39,13 +41,12 @@ func (b *Backend) Enqueue(ctx context.Context, now time.Time, jobs []backend.New
 }
 
 // newRecord copies a NewJob into a fresh record, so that the caller may reuse
-// its buffers once Enqueue returns.
+// its buffers once Enqueue returns; the caller copies the payload.
 func newRecord(nj *backend.NewJob, now time.Time) *job {
 	j := &job{}
 	j.ID = nj.ID
 	j.Type = nj.Type
 	j.Queue = nj.Queue
-	j.Payload = bytes.Clone(nj.Payload)
 	j.Meta = maps.Clone(nj.Meta)
 	j.Priority = nj.Priority
 	j.RunAt = stamp(nj.RunAt)
@@ -60,6 +61,33 @@ func newRecord(nj *backend.NewJob, now time.Time) *job {
 	j.DependsOn = slices.Clone(nj.DependsOn)
 	j.CreatedAt = now
 	return j
+}
+
+// Payloads of batches are copied into shared blocks when small: one
+// allocation per block instead of one per job. A block stays in memory while
+// any of its jobs is stored, so blocks are kept small, and payloads that are
+// large or come alone get a copy of their own.
+const (
+	arenaBlock    = 16 << 10
+	arenaMaxItem  = 1 << 10
+	arenaMinBatch = 8
+)
+
+// copyPayload copies p for the store, into the batch's current block when p
+// is small and the batch has at least arenaMinBatch jobs.
+func copyPayload(arena *[]byte, p []byte, batch int) []byte {
+	if p == nil {
+		return nil
+	}
+	if batch < arenaMinBatch || len(p) > arenaMaxItem {
+		return bytes.Clone(p)
+	}
+	if cap(*arena)-len(*arena) < len(p) {
+		*arena = make([]byte, 0, arenaBlock)
+	}
+	start := len(*arena)
+	*arena = append(*arena, p...)
+	return (*arena)[start:len(*arena):len(*arena)]
 }
 
 func (b *Backend) enqueueLocked(now time.Time, j *job) backend.EnqueueResult {

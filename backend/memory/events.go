@@ -48,7 +48,7 @@ func (b *Backend) emit(kind backend.EventKind, j *job, now time.Time) *backend.E
 	e := b.events.next()
 	*e = backend.Event{Kind: kind, JobID: j.ID, Type: j.Type, Queue: j.Queue,
 		State: j.State, Attempt: j.Attempt, Time: now}
-	b.eventRecorded()
+	b.events.recorded()
 	return e
 }
 
@@ -56,13 +56,21 @@ func (b *Backend) emit(kind backend.EventKind, j *job, now time.Time) *backend.E
 func (b *Backend) emitQueue(kind backend.EventKind, queue string, now time.Time) {
 	e := b.events.next()
 	*e = backend.Event{Kind: kind, Queue: queue, Time: now}
-	b.eventRecorded()
+	b.events.recorded()
 }
 
-func (b *Backend) eventRecorded() {
-	if b.events.wait != nil {
-		close(b.events.wait)
-		b.events.wait = nil
+// emitCancelRequest records EventCancelRequested of an active job in the
+// event log and in the log of cancel requests.
+func (b *Backend) emitCancelRequest(j *job, now time.Time) {
+	*b.cancels.next() = *b.emit(backend.EventCancelRequested, j, now)
+	b.cancels.recorded()
+}
+
+// recorded wakes the readers blocked on the log.
+func (l *eventLog) recorded() {
+	if l.wait != nil {
+		close(l.wait)
+		l.wait = nil
 	}
 }
 
@@ -81,11 +89,34 @@ func (b *Backend) EventCursor(ctx context.Context) (string, error) {
 // backend.Backend. An empty cursor reads from the oldest kept event. When
 // limit is not positive it returns up to 100.
 func (b *Backend) ReadEvents(ctx context.Context, cursor string, limit int) ([]backend.Event, error) {
+	return b.readLog(ctx, &b.events, "read events", cursor, limit)
+}
+
+// CancelCursor returns the cursor of the newest cancel request ("0" before
+// the first); see backend.Backend.
+func (b *Backend) CancelCursor(ctx context.Context) (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return "", errClosed
+	}
+	return strconv.FormatUint(b.cancels.last, 10), nil
+}
+
+// ReadCancels returns cancel requests after cursor, blocking until there is
+// one; see backend.Backend. Cursors number the requests alone.
+func (b *Backend) ReadCancels(ctx context.Context, cursor string, limit int) ([]backend.Event, error) {
+	return b.readLog(ctx, &b.cancels, "read cancels", cursor, limit)
+}
+
+// readLog returns entries of log l after cursor, blocking until there is
+// one, ctx ends or the backend closes.
+func (b *Backend) readLog(ctx context.Context, l *eventLog, op, cursor string, limit int) ([]backend.Event, error) {
 	var after uint64
 	if cursor != "" {
 		n, err := strconv.ParseUint(cursor, 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("memory: read events: bad cursor %q", cursor)
+			return nil, fmt.Errorf("memory: %s: bad cursor %q", op, cursor)
 		}
 		after = n
 	}
@@ -98,7 +129,6 @@ func (b *Backend) ReadEvents(ctx context.Context, cursor string, limit int) ([]b
 			b.mu.Unlock()
 			return nil, errClosed
 		}
-		l := &b.events
 		if l.last > after {
 			out := l.read(after, limit)
 			b.mu.Unlock()

@@ -3,8 +3,6 @@ package memory
 import (
 	"context"
 	"fmt"
-	"maps"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -103,7 +101,6 @@ func (b *Backend) leaseLocked(req backend.LeaseRequest, now time.Time, limit int
 	// leads Heartbeat and Finish to the job without one either.
 	width := len(b.tokenPrefix) + tokenDigits
 	buf := b.tokenBuf[:0]
-	size := 0
 	for _, j := range picked {
 		if n := len(b.freeSlots); n > 0 {
 			j.slot = b.freeSlots[n-1]
@@ -117,14 +114,12 @@ func (b *Backend) leaseLocked(req backend.LeaseRequest, now time.Time, limit int
 		buf = append(buf, b.tokenPrefix...)
 		buf = appendHex(buf, uint64(j.slot), 8)
 		buf = appendHex(buf, b.tokenSeq, 16)
-		size += len(j.Payload)
 	}
 	b.tokenBuf = buf
 	tokens := string(buf)
 
 	boxes := make([]leaseBox, len(picked))
 	out := make([]*backend.Lease, len(picked))
-	arena := make([]byte, 0, size)
 	expires := now.Add(req.TTL)
 	expiresKey := nanos(expires)
 	for i, j := range picked {
@@ -138,15 +133,10 @@ func (b *Backend) leaseLocked(req backend.LeaseRequest, now time.Time, limit int
 		b.leased.push(j, expiresKey)
 		b.emit(backend.EventActive, j, now)
 
+		// Payload, Meta and DependsOn never change once stored, so the
+		// lease shares them (a Lease's Job is read-only).
 		box := &boxes[i]
 		box.job = j.Job
-		if j.Payload != nil {
-			start := len(arena)
-			arena = append(arena, j.Payload...)
-			box.job.Payload = arena[start:len(arena):len(arena)]
-		}
-		box.job.Meta = maps.Clone(j.Meta)
-		box.job.DependsOn = slices.Clone(j.DependsOn)
 		box.job.Result = nil // a job that is leased has no result yet
 		box.lease.Job = &box.job
 		out[i] = &box.lease

@@ -28,6 +28,11 @@ import (
 	"github.com/jobrelay/engine/backend"
 )
 
+// cancelLogSize is how many cancel requests the log of them keeps: a
+// running engine reads them as they come, so only a reader that was away
+// for long falls behind it.
+const cancelLogSize = 1024
+
 // DefaultEventLogSize is the number of events the log keeps when
 // Options.EventLogSize is zero: the events of about 20,000 jobs (some 14 MB),
 // far more than a listener that keeps up ever lags behind.
@@ -82,6 +87,9 @@ type Backend struct {
 	ready chan struct{}
 
 	events eventLog
+	// cancels keeps the newest cancel requests of active jobs apart, for
+	// engines that read only those.
+	cancels eventLog
 }
 
 var (
@@ -110,6 +118,7 @@ func New(opts Options) *Backend {
 		limits:      make(map[string]*keyLimit),
 		tokenPrefix: hex.EncodeToString(r[:]) + "-",
 		events:      eventLog{size: size},
+		cancels:     eventLog{size: cancelLogSize},
 	}
 }
 
@@ -127,6 +136,7 @@ func (b *Backend) Close() error {
 	b.limits, b.wakes = nil, nil
 	b.byID, b.delayed, b.leased, b.expiring, b.tombs = idIndex{}, timeHeap{}, timeHeap{}, timeHeap{}, nil
 	b.events = eventLog{size: b.events.size}
+	b.cancels = eventLog{size: cancelLogSize}
 	b.scratch, b.tokenBuf, b.slots, b.freeSlots = nil, nil, nil, nil
 	return nil
 }

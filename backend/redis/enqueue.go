@@ -12,10 +12,14 @@ import (
 // Enqueue stores a batch of new jobs; see backend.Backend. Jobs are grouped
 // by queue, one script call per queue (per enqueueChunk jobs), all in one
 // pipeline: one round trip for the batch. Jobs with dependencies in other
-// queues cost two more (find the parents, link the child to them).
+// queues cost two more (find the parents, link the child to them). Calls of
+// one job each that arrive together share script calls (group.go).
 func (b *Backend) Enqueue(ctx context.Context, now time.Time, jobs []backend.NewJob) ([]backend.EnqueueResult, error) {
 	if b.closed.Load() {
 		return nil, errClosed
+	}
+	if len(jobs) == 1 && groupable(&jobs[0]) {
+		return b.enqueueOne(ctx, now, &jobs[0])
 	}
 	results := make([]backend.EnqueueResult, len(jobs))
 	var queues []string
@@ -42,7 +46,7 @@ func (b *Backend) Enqueue(ctx context.Context, now time.Time, jobs []backend.New
 			}
 		}
 		if cut {
-			if err := b.enqueueSegment(ctx, now, jobs[start:i], results[start:i]); err != nil {
+			if err := b.enqueueSegment(ctx, now, jobs[start:i], nil, results[start:i]); err != nil {
 				return nil, err
 			}
 			start = i
@@ -50,7 +54,7 @@ func (b *Backend) Enqueue(ctx context.Context, now time.Time, jobs []backend.New
 		}
 		segment[jobs[i].ID] = jobs[i].Queue
 	}
-	if err := b.enqueueSegment(ctx, now, jobs[start:], results[start:]); err != nil {
+	if err := b.enqueueSegment(ctx, now, jobs[start:], nil, results[start:]); err != nil {
 		return nil, err
 	}
 	return results, nil
@@ -62,7 +66,10 @@ type depAt struct {
 	state string // state code
 }
 
-func (b *Backend) enqueueSegment(ctx context.Context, now time.Time, jobs []backend.NewJob, results []backend.EnqueueResult) error {
+// enqueueSegment stores jobs that need no other job of the segment stored
+// first. nows, when given, is each job's own now (jobs of several calls
+// grouped into one, see group.go); now is then the latest of them.
+func (b *Backend) enqueueSegment(ctx context.Context, now time.Time, jobs []backend.NewJob, nows []time.Time, results []backend.EnqueueResult) error {
 	if len(jobs) == 0 {
 		return nil
 	}
@@ -128,10 +135,14 @@ func (b *Backend) enqueueSegment(ctx context.Context, now time.Time, jobs []back
 		idx := byQueue[q]
 		for len(idx) > 0 {
 			n := min(len(idx), enqueueChunk)
-			c := b.newCall(scriptEnqueue, q, now, 1+9*n)
+			c := b.newCall(scriptEnqueue, q, now, 1+10*n)
 			c.args = append(c.args, n)
 			for _, i := range idx[:n] {
-				c.args = appendJobArgs(c.args, &jobs[i], now, found)
+				at := now
+				if nows != nil {
+					at = nows[i]
+				}
+				c.args = appendJobArgs(c.args, &jobs[i], at, found)
 			}
 			parts = append(parts, part{c, idx[:n]})
 			calls = append(calls, c)
@@ -199,7 +210,7 @@ func appendJobArgs(args []any, j *backend.NewJob, now time.Time, found map[strin
 		runAt = nsString(j.RunAt)
 	}
 	args = append(args, j.ID, encodeNewJob(j, now), j.Priority, runAt, int64(j.FailureTTL), j.Type,
-		j.LimitKey, len(j.DependsOn))
+		j.LimitKey, nsString(now), len(j.DependsOn))
 	for _, d := range j.DependsOn {
 		// A dependency in this queue (or found nowhere) is read by the
 		// script itself, atomically; one elsewhere comes with the state

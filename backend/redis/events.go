@@ -91,21 +91,35 @@ func parseStreamID(id string) (uint64, uint64, error) {
 // EventCursor returns the cursor of the newest event of every queue; see
 // backend.Backend.
 func (b *Backend) EventCursor(ctx context.Context) (string, error) {
+	return b.logCursor(ctx, keyEvents, "event cursor")
+}
+
+// CancelCursor returns the cursor of the newest cancel request of every
+// queue; see backend.Backend. Cancel requests are also written to a small
+// capped stream per queue of their own (see cancel.lua), so that a running
+// engine hears them without reading every event.
+func (b *Backend) CancelCursor(ctx context.Context) (string, error) {
+	return b.logCursor(ctx, keyCancels, "cancel cursor")
+}
+
+// logCursor returns the cursor of the newest entry of every queue's stream
+// at key index log (keyEvents or keyCancels).
+func (b *Backend) logCursor(ctx context.Context, log int, op string) (string, error) {
 	if b.closed.Load() {
 		return "", errClosed
 	}
 	queues, err := b.queues(ctx, true)
 	if err != nil {
-		return "", b.fail("event cursor", err)
+		return "", b.fail(op, err)
 	}
 	pipe := b.rdb.Pipeline()
 	cmds := make([]*goredis.XMessageSliceCmd, len(queues))
 	for i, q := range queues {
-		cmds[i] = pipe.XRevRangeN(ctx, b.queueKeys(q)[keyEvents], "+", "-", 1)
+		cmds[i] = pipe.XRevRangeN(ctx, b.queueKeys(q)[log], "+", "-", 1)
 	}
 	if len(cmds) > 0 {
 		if _, err := pipe.Exec(ctx); err != nil {
-			return "", b.fail("event cursor", err)
+			return "", b.fail(op, err)
 		}
 	}
 	c := make(cursor)
@@ -122,6 +136,18 @@ func (b *Backend) EventCursor(ctx context.Context) (string, error) {
 // reads from the oldest kept event. When max is not positive it returns up
 // to 100.
 func (b *Backend) ReadEvents(ctx context.Context, cur string, max int) ([]backend.Event, error) {
+	return b.readLog(ctx, keyEvents, cur, max, "read events")
+}
+
+// ReadCancels returns the cancel requests of every queue after cursor,
+// oldest first, blocking in XREAD until there is one; see backend.Backend.
+// It reads the queues' cancel streams, which hold nothing else.
+func (b *Backend) ReadCancels(ctx context.Context, cur string, max int) ([]backend.Event, error) {
+	return b.readLog(ctx, keyCancels, cur, max, "read cancels")
+}
+
+// readLog is ReadEvents on the streams at key index log.
+func (b *Backend) readLog(ctx context.Context, log int, cur string, max int, op string) ([]backend.Event, error) {
 	if b.closed.Load() {
 		return nil, errClosed
 	}
@@ -138,7 +164,7 @@ func (b *Backend) ReadEvents(ctx context.Context, cur string, max int) ([]backen
 		}
 		queues, err := b.queues(ctx, false)
 		if err != nil {
-			return nil, b.fail("read events", err)
+			return nil, b.fail(op, err)
 		}
 		if len(queues) == 0 {
 			// No queue yet: look at the registry again in a while.
@@ -147,9 +173,9 @@ func (b *Backend) ReadEvents(ctx context.Context, cur string, max int) ([]backen
 			}
 			continue
 		}
-		streams, err := b.readStreams(ctx, queues, pos, max, -1)
+		streams, err := b.readStreams(ctx, log, queues, pos, max, -1)
 		if err == nil && len(streams) == 0 {
-			streams, err = b.readStreamsBlocking(ctx, queues, pos, max)
+			streams, err = b.readStreamsBlocking(ctx, log, queues, pos, max)
 		}
 		if err != nil {
 			if errors.Is(err, errStopped) {
@@ -158,7 +184,7 @@ func (b *Backend) ReadEvents(ctx context.Context, cur string, max int) ([]backen
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			return nil, b.fail("read events", err)
+			return nil, b.fail(op, err)
 		}
 		if evs := mergeEvents(streams, pos, max, b.log.Warn); len(evs) > 0 {
 			return evs, nil
@@ -172,14 +198,15 @@ type queueStream struct {
 	msgs  []goredis.XMessage
 }
 
-// readStreams reads (block < 0: without blocking) the streams of queues after
-// pos. On a Cluster every stream is a command of its own, in one pipeline.
-func (b *Backend) readStreams(ctx context.Context, queues []string, pos cursor, max int, block time.Duration) ([]queueStream, error) {
+// readStreams reads (block < 0: without blocking) the streams at key index
+// log of queues after pos. On a Cluster every stream is a command of its
+// own, in one pipeline.
+func (b *Backend) readStreams(ctx context.Context, log int, queues []string, pos cursor, max int, block time.Duration) ([]queueStream, error) {
 	keyQueue := make(map[string]string, len(queues))
 	args := func(qs []string) *goredis.XReadArgs {
 		a := &goredis.XReadArgs{Count: int64(max), Block: block}
 		for _, q := range qs {
-			k := b.queueKeys(q)[keyEvents]
+			k := b.queueKeys(q)[log]
 			keyQueue[k] = q
 			a.Streams = append(a.Streams, k)
 		}
@@ -223,7 +250,7 @@ func position(pos cursor, q string) string {
 // readStreamsBlocking waits up to blockChunk in XREAD BLOCK on the
 // blocker's connections: one command for all streams, or on a Cluster one
 // per stream, the first to bring entries ending the wait.
-func (b *Backend) readStreamsBlocking(ctx context.Context, queues []string, pos cursor, max int) ([]queueStream, error) {
+func (b *Backend) readStreamsBlocking(ctx context.Context, log int, queues []string, pos cursor, max int) ([]queueStream, error) {
 	groups := [][]string{queues}
 	if b.blk.cluster && len(queues) > 1 {
 		groups = groups[:0]
@@ -240,7 +267,7 @@ func (b *Backend) readStreamsBlocking(ctx context.Context, queues []string, pos 
 		a := &goredis.XReadArgs{Count: int64(max), Block: blockChunk}
 		keyQueue := make(map[string]string, len(g))
 		for _, q := range g {
-			k := b.queueKeys(q)[keyEvents]
+			k := b.queueKeys(q)[log]
 			keyQueue[k] = q
 			a.Streams = append(a.Streams, k)
 		}

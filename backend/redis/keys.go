@@ -16,6 +16,7 @@ import "strings"
 //	{p:q}:recheck         ZSET   deferred jobs waiting on another queue, by next check
 //	{p:q}:events          STREAM the queue's events, capped
 //	{p:q}:wake            ZSET   a marker while jobs are ready; idle Lease calls block on it
+//	{p:q}:cancels         STREAM the queue's cancel requests alone, capped (ReadCancels)
 //	{p}:queues            SET    every queue that ever held a job or was paused
 //	{p}:unique            HASH   unique key -> holder (keys are unique across queues)
 //	{p}:unique:tombs      ZSET   unique keys of swept jobs, by UniqueUntil
@@ -39,11 +40,12 @@ const (
 	keyRecheck
 	keyEvents
 	keyWake
+	keyCancels
 	numKeys
 )
 
 var keySuffixes = [numKeys]string{"jobs", "meta", "prios", "scheduled", "active", "done", "recheck",
-	"events", "wake"}
+	"events", "wake", "cancels"}
 
 // queueKeys returns the KEYS every queue script takes, in the order lib.lua
 // names them, then the limit keys (limitKeys) when limits are on.

@@ -51,7 +51,7 @@ func (b *Backend) SetLimit(ctx context.Context, now time.Time, l backend.Limit) 
 	if l.Concurrency > 0 || l.Rate > 0 {
 		value = strconv.Itoa(l.Concurrency) + "," + strconv.Itoa(l.Rate) + "," + strconv.FormatInt(int64(l.Period), 10)
 	}
-	err := scriptLimits.Run(ctx, b.rdb, limitKeys(b.prefix), nsString(now), "set", l.Key, value).Err()
+	err := b.run(ctx, scriptLimits, limitKeys(b.prefix), nsString(now), "set", l.Key, value).Err()
 	if err != nil && !errors.Is(err, goredis.Nil) {
 		return b.fail("set limit "+l.Key, err)
 	}
@@ -66,7 +66,7 @@ func (b *Backend) Limits(ctx context.Context) ([]backend.Limit, error) {
 	if !b.limits {
 		return nil, fmt.Errorf("redis: limits: %w", ErrLimitsNeedOneNode)
 	}
-	v, err := scriptLimits.Run(ctx, b.rdb, limitKeys(b.prefix), nsString(time.Now()), "list").Result()
+	v, err := b.run(ctx, scriptLimits, limitKeys(b.prefix), nsString(time.Now()), "list").Result()
 	if err != nil {
 		return nil, b.fail("limits", err)
 	}
@@ -94,7 +94,7 @@ func (b *Backend) promoteLimits(ctx context.Context, now time.Time) (time.Time, 
 	if !b.limits {
 		return time.Time{}, nil
 	}
-	v, err := scriptLimits.Run(ctx, b.rdb, limitKeys(b.prefix), nsString(now), "promote").Text()
+	v, err := b.run(ctx, scriptLimits, limitKeys(b.prefix), nsString(now), "promote").Text()
 	if err != nil || v == "" {
 		return time.Time{}, err
 	}

@@ -98,6 +98,13 @@ type Backend struct {
 	// single Redis, Sentinel): then queue scripts enforce limit keys.
 	limits bool
 
+	// group gathers single enqueues into shared calls (group.go).
+	group enqueueGroup
+
+	// functions is on while the scripts run as Redis Functions (FCALL);
+	// off, they run as scripts (EVALSHA). See scripts.go.
+	functions atomic.Bool
+
 	closed atomic.Bool
 }
 
@@ -130,8 +137,13 @@ func New(ctx context.Context, client goredis.UniversalClient, opts Options) (*Ba
 	if err := client.Ping(ctx).Err(); err != nil {
 		return nil, fmt.Errorf("redis: cannot reach Redis at %s: %w", describe(client), err)
 	}
-	if err := loadScripts(ctx, client); err != nil {
-		return nil, fmt.Errorf("redis: load scripts: %w", err)
+	// Functions where Redis has them (7.0 and later); scripts elsewhere.
+	fnErr := loadLibrary(ctx, client)
+	functions := fnErr == nil
+	if !functions {
+		if err := loadScripts(ctx, client); err != nil {
+			return nil, fmt.Errorf("redis: load scripts: %w", err)
+		}
 	}
 	b := &Backend{
 		rdb:        client,
@@ -145,6 +157,14 @@ func New(ctx context.Context, client goredis.UniversalClient, opts Options) (*Ba
 		workersKey: globalKey(opts.Prefix, "workers"),
 		workersExp: globalKey(opts.Prefix, "workers:expiry"),
 		uniqueKeys: []string{globalKey(opts.Prefix, "unique"), globalKey(opts.Prefix, "unique:tombs")},
+	}
+	b.functions.Store(functions)
+	if !functions {
+		b.log.Info("redis: no Functions here; the scripts run with EVALSHA", "reason", fnErr)
+	} else {
+		if err := pruneLibraries(ctx, client); err != nil {
+			b.log.Warn("redis: could not delete the functions of other builds", "err", err)
+		}
 	}
 	_, b.limits = client.(*goredis.Client)
 	b.blk = newBlocker(client)
@@ -217,7 +237,7 @@ func (b *Backend) queueKeys(queue string) []string {
 
 // newCall prepares a queue script call with the arguments every queue
 // script takes first: now, the event stream cap and the queue's name.
-func (b *Backend) newCall(s *goredis.Script, queue string, now time.Time, extra int) *call {
+func (b *Backend) newCall(s *script, queue string, now time.Time, extra int) *call {
 	args := make([]any, 3, 3+extra)
 	args[0], args[1], args[2] = nsString(now), b.capArg, queue
 	return &call{script: s, queue: queue, keys: b.queueKeys(queue), args: args}

@@ -56,7 +56,7 @@ func (b *Backend) claimKeys(ctx context.Context, now time.Time, reqs []claimReq)
 			}
 			args = append(args, r.key, r.id, r.queue, until, steal[i])
 		}
-		reply, err := scriptUnique.Run(ctx, b.rdb, b.uniqueKeys, args...).Result()
+		reply, err := b.run(ctx, scriptUnique, b.uniqueKeys, args...).Result()
 		if err != nil {
 			return nil, err
 		}
@@ -170,7 +170,7 @@ func (b *Backend) dropClaims(ctx context.Context, now time.Time, keys, ids []str
 	for i := range keys {
 		args = append(args, keys[i], ids[i])
 	}
-	if err := scriptUnique.Run(ctx, b.rdb, b.uniqueKeys, args...).Err(); err != nil {
+	if err := b.run(ctx, scriptUnique, b.uniqueKeys, args...).Err(); err != nil {
 		b.log.Warn("redis: forget unique keys of jobs not stored; they free themselves after a while", "err", err)
 	}
 }
@@ -187,9 +187,9 @@ func (b *Backend) releaseKeys(ctx context.Context, now time.Time, items []any, l
 				args = append(args, f[0], f[1], f[2], f[3])
 			}
 		}
-		if err := scriptUnique.Run(ctx, b.rdb, b.uniqueKeys, args...).Err(); err != nil {
+		if err := b.run(ctx, scriptUnique, b.uniqueKeys, args...).Err(); err != nil {
 			return err
 		}
 	}
-	return scriptUnique.Run(ctx, b.rdb, b.uniqueKeys, "clean", nsString(now), limit).Err()
+	return b.run(ctx, scriptUnique, b.uniqueKeys, "clean", nsString(now), limit).Err()
 }

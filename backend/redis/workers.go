@@ -33,7 +33,7 @@ func (b *Backend) RegisterWorker(ctx context.Context, now time.Time, w backend.W
 	if err != nil {
 		return b.fail("register worker "+w.ID, err)
 	}
-	err = scriptWorkers.Run(ctx, b.rdb, []string{b.workersKey, b.workersExp},
+	err = b.run(ctx, scriptWorkers, []string{b.workersKey, b.workersExp},
 		"register", usString(now), w.ID, entry, usString(w.ExpiresAt)).Err()
 	if err != nil {
 		return b.fail("register worker "+w.ID, err)
@@ -47,7 +47,7 @@ func (b *Backend) RemoveWorker(ctx context.Context, id string) error {
 	if b.closed.Load() {
 		return errClosed
 	}
-	err := scriptWorkers.Run(ctx, b.rdb, []string{b.workersKey, b.workersExp}, "remove", id).Err()
+	err := b.run(ctx, scriptWorkers, []string{b.workersKey, b.workersExp}, "remove", id).Err()
 	if err != nil {
 		return b.fail("remove worker "+id, err)
 	}
@@ -60,7 +60,7 @@ func (b *Backend) Workers(ctx context.Context, now time.Time) ([]backend.WorkerI
 	if b.closed.Load() {
 		return nil, errClosed
 	}
-	v, err := scriptWorkers.Run(ctx, b.rdb, []string{b.workersKey, b.workersExp}, "list", usString(now)).Result()
+	v, err := b.run(ctx, scriptWorkers, []string{b.workersKey, b.workersExp}, "list", usString(now)).Result()
 	if err != nil {
 		return nil, b.fail("workers", err)
 	}

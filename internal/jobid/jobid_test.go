@@ -33,3 +33,24 @@ func TestGeneratorSortsWithinAMillisecond(t *testing.T) {
 		seen[id], prev = true, id
 	}
 }
+
+func TestNewBatchContinuesTheSequence(t *testing.T) {
+	var g Generator
+	now := time.Now()
+	prev := g.New(now)
+	for _, n := range []int{0, 1, 5, 300} {
+		ids := g.NewBatch(now, n)
+		if len(ids) != n {
+			t.Fatalf("NewBatch(%d): got %d IDs", n, len(ids))
+		}
+		for _, id := range ids {
+			if len(id) != 26 || id <= prev {
+				t.Fatalf("NewBatch: got %q after %q, want 26 characters, strictly increasing", id, prev)
+			}
+			prev = id
+		}
+	}
+	if id := g.New(now); id <= prev {
+		t.Fatalf("New after NewBatch: got %q after %q, want it greater", id, prev)
+	}
+}

@@ -1,15 +1,21 @@
 -- base.lua comes first in every script: helpers that know no queue, and the
--- limits of backend.Limiter. The script in front of it sets LK, the index in
--- KEYS of the first limit key (see below), and ARGV[1] is always now (ns).
+-- limits of backend.Limiter. Nothing here reads KEYS or ARGV when it is
+-- loaded: every script (or function of the library, see scripts.go) calls
+-- init_base (lib.lua's init does) with its KEYS, its ARGV and LK, the index
+-- in KEYS of the first limit key (see below), before anything else. ARGV[1]
+-- is always now (ns). A library is loaded once and its functions called many
+-- times, so init_base resets every value that belongs to one call.
 
-local NOW = ARGV[1]
-local sub, find, match, concat = string.sub, string.find, string.match, table.concat
+-- A library's code may reach no global but redis while it loads, so even
+-- these are set by init_base.
+local sub, find, match, concat
+local NOW
 
 -- Lua 5.1 turns numbers into strings with sprintf and strings into numbers
 -- with strtod, both slow next to everything else a script does; a batch
 -- meets the same few lengths, counters and times again and again, so the
--- conversions are remembered for the script's run.
-local N2S, S2N, F2S = {}, {}, {}
+-- conversions are remembered for the call.
+local N2S, S2N, F2S
 -- n2s is tostring for small integers (lengths, attempts).
 local function n2s(n)
   local s = N2S[n]
@@ -66,15 +72,23 @@ local function int(v) return s2n(v or '0') or 0 end
 -- script may touch keys of several slots, on a single Redis: on a Cluster
 -- KEYS has no limit keys, LIMITS_ON is false and limit keys are not
 -- enforced (SetLimit says so).
-local K_LIMITS, K_LACTIVE, K_THROTTLES, K_LSTATE = KEYS[LK], KEYS[LK + 1], KEYS[LK + 2], KEYS[LK + 3]
-local LIMITS_ON = K_LIMITS ~= nil
-local PREFIX = LIMITS_ON and sub(K_LIMITS, 2, -9) -- from "{prefix}:limits"
+local K_LIMITS, K_LACTIVE, K_THROTTLES, K_LSTATE, LIMITS_ON, PREFIX
 local function starts_key(k) return '{' .. PREFIX .. '}:limit:starts:' .. k end
 local function lqueues_key(k) return '{' .. PREFIX .. '}:limit:queues:' .. k end
 
--- What the script has read of the limits, kept in step as it goes.
-local LDEF, LACT, LDELTA, LTHR = {}, {}, {}, {}
-local LAT
+-- What the call has read of the limits, kept in step as it goes.
+local LDEF, LACT, LDELTA, LTHR, LAT
+
+-- init_base sets what belongs to one call; see the top of this file.
+local function init_base(keys, argv, lk)
+  sub, find, match, concat = string.sub, string.find, string.match, table.concat
+  NOW = argv[1]
+  N2S, S2N, F2S = {}, {}, {}
+  K_LIMITS, K_LACTIVE, K_THROTTLES, K_LSTATE = keys[lk], keys[lk + 1], keys[lk + 2], keys[lk + 3]
+  LIMITS_ON = K_LIMITS ~= nil
+  PREFIX = LIMITS_ON and sub(K_LIMITS, 2, -9) -- from "{prefix}:limits"
+  LDEF, LACT, LDELTA, LTHR, LAT = {}, {}, {}, {}, nil
+end
 
 -- limit_at is the time (µs) limits are judged at: now, or the now of the
 -- latest Promote if that is later. A Lease that blocked before a rate window

@@ -2,7 +2,8 @@
 -- Queued, scheduled, deferred and retrying jobs become canceled at once; an
 -- active one is only marked (its worker finishes it). It returns
 -- {code, state, cross}: code 'ok', 'invalid' (completed or failed: left as
--- it is), 'notfound' or 'corrupt'.
+-- it is), 'notfound' or 'corrupt'. A cancel request of an active job goes
+-- to the queue's event stream and to its cancel stream.
 
 local id, reason = ARGV[4], ARGV[5]
 local r = load(id)
@@ -25,6 +26,11 @@ elseif s == 'a' then
     r.Q = reason
     save(id, r)
     emit('cancel_requested', id, r)
+    -- Running engines read the cancel stream alone (ReadCancels), so the
+    -- request goes there too, with the same fields. Readers start at its
+    -- newest entry, so a short stream is enough.
+    redis.call('XADD', K_CANCELS, 'MAXLEN', '~', '1000', '*', 'O', order_us(), 'k', 'cancel_requested', 'i', id,
+      't', typ(r), 's', 'active', 'a', r.a or '0', 'T', NOW)
   end
   return {'ok', 'a', {}}
 elseif s == 'x' then

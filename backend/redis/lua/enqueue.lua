@@ -1,28 +1,61 @@
 -- enqueue stores new jobs of one queue, each in order. Unique keys were
 -- claimed before, in the registry of all queues (unique.lua).
--- ARGV[4] is the number of jobs; each job then takes 8 values and 3 per
+-- ARGV[4] is the number of jobs; each job then takes 9 values and 3 per
 -- dependency:
 --   id, body (see lib.lua), priority, RunAt (ns or ''), FailureTTL (ns),
---   type, limit key, n,
+--   type, limit key, now (ns), n,
 --   then n times: dependency ID, its queue, its state code there ('' when
 --   it is in this queue, which the script reads itself; '-' when not found).
 -- It returns one {code, id, state} per job: code is 'ok', 'exists' (the ID
 -- is taken) or 'nodep' (id names the dependency that was not found).
 --
+-- Each job comes with its own now: jobs of several Enqueue calls that
+-- arrived together share one call (see group.go), each as of its own call.
+--
 -- The records, the ready lists and the schedule are written once for the
 -- whole batch at the end; until then the jobs of the batch live in new, where
 -- later jobs of the batch look for their ID and their parents first.
+
+-- The common single Enqueue, one job without dependencies, takes a short
+-- road: HSETNX stores it and finds a taken ID in one command.
+if ARGV[4] == '1' and ARGV[13] == '0' then
+  local id, p = ARGV[5], ARGV[7]
+  NOW = ARGV[12]
+  local r = {body = ARGV[6], tp = ARGV[10], sp = {P = p, K = ARGV[9], c = NOW}}
+  if ARGV[8] ~= '' then r.x = ARGV[8] end
+  if ARGV[11] ~= '' then r.k = ARGV[11] end
+  r.s = (r.x and later(r.x, NOW)) and 's' or 'q'
+  if redis.call('HSETNX', K_JOBS, id, enc(r)) == 0 then
+    local old = dec(redis.call('HGET', K_JOBS, id))
+    return {{'exists', id, (old and old.s) or ''}}
+  end
+  move(nil, r.s)
+  if r.s == 's' then
+    redis.call('ZADD', K_SCHED, num(us(r.x)), id)
+    emit('queued', id, r, 'x', r.x)
+  else
+    -- A list that was empty had no entry in prios and, unless other lists
+    -- had jobs, no wake marker; one that was not has both (see below).
+    if redis.call('RPUSH', ready_key(p), id) == 1 then
+      redis.call('ZADD', K_PRIOS, p, p)
+      wake()
+    end
+    emit('queued', id, r)
+  end
+  flush()
+  return {{'ok', id, r.s}}
+end
 
 local jobs, ids = {}, {}
 local i = 5
 for k = 1, tonumber(ARGV[4]) do
   local j = {id = ARGV[i], body = ARGV[i + 1], prio = ARGV[i + 2], runat = ARGV[i + 3], fttl = ARGV[i + 4],
-    typ = ARGV[i + 5], lkey = ARGV[i + 6], deps = {}}
-  local ndeps = tonumber(ARGV[i + 7])
+    typ = ARGV[i + 5], lkey = ARGV[i + 6], now = ARGV[i + 7], deps = {}}
+  local ndeps = tonumber(ARGV[i + 8])
   for d = 0, ndeps - 1 do
-    j.deps[#j.deps + 1] = {ARGV[i + 8 + d * 3], ARGV[i + 9 + d * 3], ARGV[i + 10 + d * 3]}
+    j.deps[#j.deps + 1] = {ARGV[i + 9 + d * 3], ARGV[i + 10 + d * 3], ARGV[i + 11 + d * 3]}
   end
-  i = i + 8 + ndeps * 3
+  i = i + 9 + ndeps * 3
   jobs[k] = j
   ids[k] = j.id
 end
@@ -43,6 +76,7 @@ end
 local out = {}
 for k, j in ipairs(jobs) do
   local id = j.id
+  NOW = j.now
   local result
   if new[id] then
     result = {'exists', id, new[id].s}
@@ -133,11 +167,17 @@ if #order > 0 then
   end
   redis.call(unpack(hset))
 end
+-- The marker needs setting only where a list was empty: while jobs are
+-- ready, either the marker is there or the Lease call that took it will
+-- lease and leave it again for the jobs still ready (or put it back).
+local made = false
 for _, p in ipairs(ready_prios) do
-  redis.call(unpack(ready[p]))
-  redis.call('ZADD', K_PRIOS, p, p)
+  if redis.call(unpack(ready[p])) == #ready[p] - 2 then
+    redis.call('ZADD', K_PRIOS, p, p)
+    made = true
+  end
 end
-if #ready_prios > 0 then wake() end
+if made then wake() end
 if #sched > 2 then redis.call(unpack(sched)) end
 flush()
 return out

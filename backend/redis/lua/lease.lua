@@ -18,11 +18,20 @@ local until_us = num(us(until_ns))
 local out, taken = {}, 0
 local hset, zadd = {'HSET', K_JOBS}, {'ZADD', K_ACTIVE}
 local prios = redis.call('ZREVRANGE', K_PRIOS, 0, -1)
-for _, p in ipairs(prios) do
+-- A list LPOP did not fill the request from is empty now; ready_left says
+-- whether any job is left ready once the call is done.
+local ready_left = false
+for pi, p in ipairs(prios) do
   local key = ready_key(p)
+  local drained = false
   while taken < max do
-    local ids = redis.call('LPOP', key, max - taken)
-    if not ids then break end
+    local want = max - taken
+    local ids = redis.call('LPOP', key, want)
+    if not ids then
+      drained = true
+      break
+    end
+    if #ids < want then drained = true end
     -- One HMGET, one HSET and one ZADD for the whole batch.
     local raws = redis.call('HMGET', K_JOBS, unpack(ids))
     for k, id in ipairs(ids) do
@@ -67,9 +76,14 @@ for _, p in ipairs(prios) do
         out[#out + 1] = {id, rec}
       end
     end
+    if drained then break end
   end
-  if redis.call('EXISTS', key) == 0 then redis.call('ZREM', K_PRIOS, p) end
-  if taken >= max then break end
+  if not drained and redis.call('EXISTS', key) == 0 then drained = true end
+  if drained then redis.call('ZREM', K_PRIOS, p) end
+  if taken >= max then
+    ready_left = not drained or pi < #prios
+    break
+  end
 end
 if taken > 0 then
   redis.call(unpack(hset))
@@ -81,7 +95,7 @@ end
 -- The marker stays while jobs are ready, so that the next waiter (in any
 -- process) wakes too; it goes when none are, so that nobody wakes for
 -- nothing.
-if redis.call('EXISTS', K_PRIOS) == 1 then
+if ready_left then
   redis.call('ZADD', K_WAKE, 0, 'w')
 else
   redis.call('DEL', K_WAKE)

@@ -12,7 +12,8 @@
 --   7 recheck   ZSET   deferred jobs with a dependency in another queue, by next check (µs)
 --   8 events    STREAM the queue's events
 --   9 wake      ZSET   one member while jobs are ready; blocked Lease calls pop it
---  10-13      the limit keys of base.lua, on a single Redis only
+--  10 cancels   STREAM the queue's cancel requests alone (ReadCancels), capped
+--  11-14      the limit keys of base.lua, on a single Redis only
 -- Ready jobs wait in one LIST per priority, BASE .. 'ready:' .. priority.
 -- Jobs that Lease passed over because their limit key was held back wait
 -- parked in one LIST per key, BASE .. 'parked:' .. key, in the order they
@@ -31,10 +32,22 @@
 -- Times are Unix nanoseconds and durations nanoseconds, in decimal; index
 -- scores are microseconds, which a double holds exactly.
 
-local K_JOBS, K_META, K_PRIOS, K_SCHED, K_ACTIVE, K_DONE, K_RECHECK, K_EVENTS, K_WAKE =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local BASE = sub(K_JOBS, 1, -5) -- the queue's key prefix, without "jobs"
-local CAP, QUEUE = ARGV[2], ARGV[3]
+local K_JOBS, K_META, K_PRIOS, K_SCHED, K_ACTIVE, K_DONE, K_RECHECK, K_EVENTS, K_WAKE, K_CANCELS
+local BASE, CAP, QUEUE, K_PARKEDKEYS
+-- What one call gathers as it goes, written at its end (see below).
+local delta, done_batch, ORDER_US, UNPARKED, cross
+
+-- init sets what belongs to one call of a queue script: every queue script
+-- (or function) calls it first, with its KEYS, its ARGV and LK.
+local function init(keys, argv, lk)
+  init_base(keys, argv, lk)
+  K_JOBS, K_META, K_PRIOS, K_SCHED, K_ACTIVE, K_DONE, K_RECHECK, K_EVENTS, K_WAKE, K_CANCELS =
+    keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], keys[7], keys[8], keys[9], keys[10]
+  BASE = sub(K_JOBS, 1, -5) -- the queue's key prefix, without "jobs"
+  CAP, QUEUE = argv[2], argv[3]
+  K_PARKEDKEYS = BASE .. 'parkedkeys'
+  delta, done_batch, ORDER_US, UNPARKED, cross = {}, {'ZADD', K_DONE}, nil, {}, {}
+end
 
 local STATE = {q = 'queued', s = 'scheduled', d = 'deferred', a = 'active', r = 'retrying',
   c = 'completed', f = 'failed', x = 'canceled'}
@@ -162,8 +175,6 @@ end
 -- Counts per state change with every transition; they are applied once, at
 -- the end of the script (flush), so that a batch costs one HINCRBY per state.
 -- Every script that changes a job's state calls flush last.
-local delta = {}
-local done_batch = {'ZADD', K_DONE}
 local function count(field, d) delta[field] = (delta[field] or 0) + d end
 local function move(from, to)
   if from then count(STATE[from], -1) end
@@ -184,7 +195,6 @@ end
 -- Events of different queues are in different streams, whose IDs do not
 -- order them among each other: each event carries the server's time in
 -- microseconds (O) when its script ran, by which readers merge the streams.
-local ORDER_US
 local function order_us()
   if not ORDER_US then
     local t = redis.call('TIME')
@@ -232,7 +242,6 @@ local function push_ready(id, r, front)
 end
 
 local function parked_key(k) return BASE .. 'parked:' .. k end
-local K_PARKEDKEYS = BASE .. 'parkedkeys'
 
 -- park puts a queued job whose limit key is held back aside, behind the
 -- jobs of the key parked before it: it stays queued, and Lease takes it back
@@ -254,7 +263,6 @@ end
 -- stood, as many parked jobs of each key as the key has room for; UNPARKED
 -- names them, so that Lease does not park them again for standing behind
 -- the jobs of their key still parked.
-local UNPARKED = {}
 local function unpark()
   if not LIMITS_ON then return end
   for _, k in ipairs(redis.call('SMEMBERS', K_PARKEDKEYS)) do
@@ -336,8 +344,8 @@ end
 
 -- Dependents in other queues cannot be reached from here: settle collects
 -- them as (queue, child, parent, parent's state) for the engine's process to
--- resolve in their own queues, and the recheck index finds any it misses.
-local cross = {}
+-- resolve in their own queues, and the recheck index finds any it misses
+-- (cross, reset by init).
 
 -- settle tells the dependents of parent pid, which has just ended in a
 -- terminal state, what became of it: same-queue children are resolved at
