@@ -402,7 +402,13 @@ func (rep *report) goals() []goal {
 				continue
 			}
 			pct := 100 * big / small
-			parts = append(parts, fmt.Sprintf("%s %.0f%%", s, pct))
+			part := fmt.Sprintf("%s %.0f%%", s, pct)
+			if es, ok3 := get("scale-small", s, 1); ok3 && es > 0 {
+				if eb, ok4 := get("scale-big", s, 1); ok4 {
+					part += fmt.Sprintf(" (enqueues %.0f%%)", 100*eb/es)
+				}
+			}
+			parts = append(parts, part)
 			if s != "asynq" && pct < 80 {
 				t.ok = false
 			}

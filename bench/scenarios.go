@@ -133,12 +133,19 @@ func process(cfg *config, c int) scenario {
 }
 
 // scale measures end to end at c=32 (single enqueues, as in the e2e row)
-// with queued jobs already waiting in the same queue; the count of
-// completions includes them.
+// with queued jobs already waiting in the same queue. Its first row is the
+// end-to-end throughput: jobs completed per second over the window in which
+// the producers enqueue -n jobs and -n handlers run, the backlog's jobs
+// included. With a big backlog the workers never wait for the producers, so
+// the second row gives the producers' side alone: jobs enqueued per second
+// while the backlog drains beside them.
 func scale(cfg *config, id string, queued, runs int) scenario {
 	return scenario{
-		id:          id,
-		rows:        []rowSpec{{label: fmt.Sprintf("scale: end to end with %s already queued", count(queued)), unit: "jobs/s"}},
+		id: id,
+		rows: []rowSpec{
+			{label: fmt.Sprintf("scale: end to end with %s already queued (completions/s)", count(queued)), unit: "jobs/s"},
+			{label: fmt.Sprintf("scale: enqueues/s meanwhile, %s already queued", count(queued)), unit: "jobs/s"},
+		},
 		runs:        runs,
 		concurrency: 32,
 		measure: func(ctx context.Context, r *runner, t target) ([]float64, error) {
@@ -147,7 +154,26 @@ func scale(cfg *config, id string, queued, runs int) scenario {
 				return nil, err
 			}
 			r.logf("prefilled %s jobs in %s", count(queued), time.Since(t0).Round(time.Millisecond))
-			return endToEnd(ctx, r, t, r.jobs(), 0)
+			n := r.jobs()
+			hook, done, ran := counter(n)
+			if err := t.start(hook); err != nil {
+				return nil, err
+			}
+			var enqueued time.Duration
+			d, err := r.timed(n, func() error {
+				begin := time.Now()
+				if err := produce(ctx, t, n, r.cfg.producers, 0); err != nil {
+					return err
+				}
+				enqueued = time.Since(begin)
+				return wait(ctx, done)
+			})
+			if err != nil {
+				return nil, err
+			}
+			completed := ran()
+			r.logf("%d jobs completed in the window of %d enqueues (%.1f×)", completed, n, float64(completed)/float64(n))
+			return []float64{float64(completed) / d.Seconds(), float64(n) / enqueued.Seconds()}, nil
 		},
 	}
 }
@@ -304,13 +330,21 @@ func prefill(ctx context.Context, t target, n, batch int) error {
 
 // countTo returns a hook that counts calls and a channel closed at the n-th.
 func countTo(n int) (func(), <-chan struct{}) {
+	hook, done, _ := counter(n)
+	return hook, done
+}
+
+// counter is countTo that also reads the count.
+func counter(n int) (func(), <-chan struct{}, func() int64) {
 	var c atomic.Int64
 	done := make(chan struct{})
 	return func() {
-		if c.Add(1) == int64(n) {
-			close(done)
+			if c.Add(1) == int64(n) {
+				close(done)
+			}
+		}, done, func() int64 {
+			return c.Load()
 		}
-	}, done
 }
 
 func wait(ctx context.Context, done <-chan struct{}) error {
