@@ -115,22 +115,7 @@ func testCancels(t *testing.T, h Harness) {
 		for i, id := range ids {
 			f.cancelOK(f.at(time.Duration(i+1)*time.Second), id, "", backend.StateActive)
 		}
-		var got []string
-		for len(got) < len(ids) {
-			ctx, cancel := context.WithTimeout(f.ctx, 5*time.Second)
-			evs, err := f.b.ReadCancels(ctx, c, 2)
-			cancel()
-			if err != nil {
-				t.Fatalf("ReadCancels: got error %v, want nil", err)
-			}
-			if len(evs) == 0 || len(evs) > 2 {
-				t.Fatalf("ReadCancels with max 2: got %d events, want 1 or 2", len(evs))
-			}
-			for _, e := range evs {
-				got = append(got, e.JobID)
-			}
-			c = evs[len(evs)-1].ID
-		}
+		got, c := pageThrough(t, f.ctx, "ReadCancels", f.b.ReadCancels, c, len(ids), 2)
 		for i := range ids {
 			if got[i] != ids[i] {
 				t.Fatalf("cancel requests read two at a time: got %v, want %v once each, in order", got, ids)
@@ -155,21 +140,7 @@ func testCancels(t *testing.T, h Harness) {
 		id := f.add()
 		f.leaseID(f.t0, id)
 		c := f.cancelCursor()
-		type outcome struct {
-			evs []backend.Event
-			err error
-		}
-		started := make(chan struct{})
-		done := make(chan outcome, 1)
-		go func() {
-			close(started)
-			ctx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
-			defer cancel()
-			evs, err := f.b.ReadCancels(ctx, c, 10)
-			done <- outcome{evs, err}
-		}()
-		<-started
-		letItBlock()
+		done := readAsync(f.ctx, f.b.ReadCancels, c, 10*time.Second)
 		f.add() // other events do not end the wait with nothing
 		f.cancelOK(f.at(time.Second), id, "", backend.StateActive)
 		r := await(t, done, 10*time.Second, "blocked ReadCancels")
@@ -200,25 +171,8 @@ func testCancels(t *testing.T, h Harness) {
 	t.Run("Closed", func(t *testing.T) {
 		f := newFixture(t, h)
 		c := f.cancelCursor()
-		started := make(chan struct{})
-		done := make(chan error, 1)
-		go func() {
-			close(started)
-			ctx, cancel := context.WithTimeout(f.ctx, time.Minute)
-			defer cancel()
-			_, err := f.b.ReadCancels(ctx, c, 10)
-			done <- err
-		}()
-		<-started
-		letItBlock()
-		if err := f.b.Close(); err != nil {
-			t.Fatalf("Close: got error %v, want nil", err)
-		}
-		err := await(t, done, 10*time.Second, "ReadCancels blocked at Close")
-		if err != nil && !errors.Is(err, backend.ErrClosed) {
-			t.Errorf("ReadCancels blocked at Close: got error %v, want nil or ErrClosed", err)
-		}
-		_, err = f.b.CancelCursor(f.ctx)
+		readEndsAtClose(t, f, "ReadCancels", f.b.ReadCancels, c)
+		_, err := f.b.CancelCursor(f.ctx)
 		wantErrIs(t, "CancelCursor after Close", err, backend.ErrClosed)
 		ctx, cancel := context.WithTimeout(f.ctx, 5*time.Second)
 		defer cancel()

@@ -82,24 +82,6 @@ func testClosed(t *testing.T, h Harness) {
 
 	t.Run("UnblocksReadEvents", func(t *testing.T) {
 		f := newFixture(t, h)
-		c := f.cursor()
-		started := make(chan struct{})
-		done := make(chan error, 1)
-		go func() {
-			close(started)
-			ctx, cancel := context.WithTimeout(f.ctx, time.Minute)
-			defer cancel()
-			_, err := f.b.ReadEvents(ctx, c, 10)
-			done <- err
-		}()
-		<-started
-		letItBlock()
-		if err := f.b.Close(); err != nil {
-			t.Fatalf("Close: got error %v, want nil", err)
-		}
-		err := await(t, done, 10*time.Second, "ReadEvents blocked at Close")
-		if err != nil && !errors.Is(err, backend.ErrClosed) {
-			t.Errorf("ReadEvents blocked at Close: got error %v, want nil or ErrClosed", err)
-		}
+		readEndsAtClose(t, f, "ReadEvents", f.b.ReadEvents, f.cursor())
 	})
 }

@@ -60,22 +60,7 @@ func testEvents(t *testing.T, h Harness) {
 		for range 5 {
 			ids = append(ids, f.add())
 		}
-		var got []string
-		for len(got) < 5 {
-			ctx, cancel := context.WithTimeout(f.ctx, 5*time.Second)
-			evs, err := f.b.ReadEvents(ctx, c, 2)
-			cancel()
-			if err != nil {
-				t.Fatalf("ReadEvents: got error %v, want nil", err)
-			}
-			if len(evs) == 0 || len(evs) > 2 {
-				t.Fatalf("ReadEvents with max 2: got %d events, want 1 or 2", len(evs))
-			}
-			for _, e := range evs {
-				got = append(got, e.JobID)
-			}
-			c = evs[len(evs)-1].ID
-		}
+		got, c := pageThrough(t, f.ctx, "ReadEvents", f.b.ReadEvents, c, len(ids), 2)
 		for i := range ids {
 			if got[i] != ids[i] {
 				t.Fatalf("events read two at a time: got jobs %v, want %v once each, in order", got, ids)
@@ -87,21 +72,7 @@ func testEvents(t *testing.T, h Harness) {
 	t.Run("BlocksUntilEvent", func(t *testing.T) {
 		f := newFixture(t, h)
 		c := f.cursor()
-		type outcome struct {
-			evs []backend.Event
-			err error
-		}
-		started := make(chan struct{})
-		done := make(chan outcome, 1)
-		go func() {
-			close(started)
-			ctx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
-			defer cancel()
-			evs, err := f.b.ReadEvents(ctx, c, 10)
-			done <- outcome{evs, err}
-		}()
-		<-started
-		letItBlock()
+		done := readAsync(f.ctx, f.b.ReadEvents, c, 10*time.Second)
 		id := f.add()
 		r := await(t, done, 10*time.Second, "blocked ReadEvents")
 		if r.err != nil || len(r.evs) == 0 {

@@ -437,3 +437,66 @@ func wantErrIs(t *testing.T, what string, err, target error) {
 		t.Errorf("%s: got error %v, want %v", what, err, target)
 	}
 }
+
+// readFunc reads a log of events: ReadEvents or ReadCancels.
+type readFunc func(ctx context.Context, cursor string, max int) ([]backend.Event, error)
+
+// pageThrough reads n events after cursor with read, asking for at most max
+// a call, and returns their job IDs in order and the cursor after them.
+func pageThrough(t *testing.T, ctx context.Context, name string, read readFunc, cursor string, n, max int) ([]string, string) {
+	t.Helper()
+	var got []string
+	for len(got) < n {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		evs, err := read(ctx, cursor, max)
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: got error %v, want nil", name, err)
+		}
+		if len(evs) == 0 || len(evs) > max {
+			t.Fatalf("%s with max %d: got %d events, want 1 to %d", name, max, len(evs), max)
+		}
+		for _, e := range evs {
+			got = append(got, e.JobID)
+		}
+		cursor = evs[len(evs)-1].ID
+	}
+	return got, cursor
+}
+
+// readOutcome is what a read returned.
+type readOutcome struct {
+	evs []backend.Event
+	err error
+}
+
+// readAsync starts a read after cursor that may block for up to wait, and
+// returns, once the read has had time to block, where its outcome arrives.
+func readAsync(ctx context.Context, read readFunc, cursor string, wait time.Duration) <-chan readOutcome {
+	started := make(chan struct{})
+	done := make(chan readOutcome, 1)
+	go func() {
+		close(started)
+		ctx, cancel := context.WithTimeout(ctx, wait)
+		defer cancel()
+		evs, err := read(ctx, cursor, 10)
+		done <- readOutcome{evs, err}
+	}()
+	<-started
+	letItBlock()
+	return done
+}
+
+// readEndsAtClose starts a read that blocks after cursor, closes the
+// backend, and requires the read to return at once with nil or ErrClosed.
+func readEndsAtClose(t *testing.T, f *fixture, name string, read readFunc, cursor string) {
+	t.Helper()
+	done := readAsync(f.ctx, read, cursor, time.Minute)
+	if err := f.b.Close(); err != nil {
+		t.Fatalf("Close: got error %v, want nil", err)
+	}
+	err := await(t, done, 10*time.Second, name+" blocked at Close").err
+	if err != nil && !errors.Is(err, backend.ErrClosed) {
+		t.Errorf("%s blocked at Close: got error %v, want nil or ErrClosed", name, err)
+	}
+}

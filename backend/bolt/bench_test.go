@@ -192,90 +192,9 @@ func BenchmarkEngineShape(b *testing.B) {
 			be := benchOpen(b, m.noSync)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			const concurrency = 32
-			slots := make(chan struct{}, concurrency)
-			for range concurrency {
-				slots <- struct{}{}
-			}
-			work := make(chan *backend.Lease, concurrency)
-			acks := make(chan backend.Ack, concurrency)
 			var done atomic.Int64
 			all := make(chan struct{})
-			var wg sync.WaitGroup
-			wg.Add(2 + concurrency)
-			go func() { // dispatcher
-				defer wg.Done()
-				for {
-					select {
-					case <-ctx.Done():
-						return
-					case <-slots:
-					}
-					free := 1
-				fill:
-					for free < concurrency {
-						select {
-						case <-slots:
-							free++
-						default:
-							break fill
-						}
-					}
-					ls, err := be.Lease(ctx, backend.LeaseRequest{Queues: []string{"default"}, Worker: "w", Max: free,
-						Now: time.Now(), TTL: time.Minute, Block: time.Second})
-					if err != nil && ctx.Err() == nil {
-						b.Error(err)
-					}
-					for range free - len(ls) {
-						slots <- struct{}{}
-					}
-					for _, l := range ls {
-						work <- l
-					}
-				}
-			}()
-			for range concurrency { // workers
-				go func() {
-					defer wg.Done()
-					for {
-						select {
-						case <-ctx.Done():
-							return
-						case l := <-work:
-							acks <- backend.Ack{Lease: l.Ref(), Outcome: backend.OutcomeCompleted}
-							slots <- struct{}{}
-						}
-					}
-				}()
-			}
-			go func() { // acker
-				defer wg.Done()
-				batch := make([]backend.Ack, 0, 256)
-				for {
-					select {
-					case <-ctx.Done():
-						return
-					case a := <-acks:
-						batch = append(batch[:0], a)
-					}
-				more:
-					for len(batch) < cap(batch) {
-						select {
-						case a := <-acks:
-							batch = append(batch, a)
-						default:
-							break more
-						}
-					}
-					if _, err := be.Finish(context.Background(), time.Now(), batch); err != nil {
-						b.Error(err)
-						return
-					}
-					if done.Add(int64(len(batch))) == int64(b.N) {
-						close(all)
-					}
-				}
-			}()
+			stop := runEngineShape(ctx, b, be, 32, int64(b.N), &done, all)
 			b.ResetTimer()
 			for left := b.N; left > 0; left -= 512 {
 				batch := make([]backend.NewJob, min(512, left))
@@ -290,7 +209,7 @@ func BenchmarkEngineShape(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
 			cancel()
-			wg.Wait()
+			stop()
 		})
 	}
 }
