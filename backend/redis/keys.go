@@ -47,8 +47,10 @@ const (
 var keySuffixes = [numKeys]string{"jobs", "meta", "prios", "scheduled", "active", "done", "recheck",
 	"events", "wake", "cancels"}
 
-// queueKeys returns the KEYS every queue script takes, in the order lib.lua
-// names them, then the limit keys (limitKeys) when limits are on.
+// queueKeys returns the keys of a queue, indexed by keyJobs..., then the
+// limit keys (limitKeys) when limits are on. A queue script takes only two
+// of them, the jobs key and the limits key (Backend.scriptKeys), and makes
+// the others' names as lib.lua's init does.
 func queueKeys(prefix, queue string, limits bool) []string {
 	base := queueBase(prefix, queue)
 	keys := make([]string, numKeys, numKeys+4)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"time"
 
@@ -38,7 +39,7 @@ func (b *Backend) Lease(ctx context.Context, req backend.LeaseRequest) ([]*backe
 		if !waitBegan.IsZero() {
 			req.Now = now.Add(time.Since(waitBegan))
 		}
-		out, visited, err := b.leaseOnce(ctx, req, limit)
+		out, visited, err := b.leaseOnce(ctx, req, limit, woken)
 		// A marker this call took for a queue it did not get to must go
 		// back, or another waiter on that queue would sleep through.
 		for _, q := range woken {
@@ -90,8 +91,9 @@ func (b *Backend) Lease(ctx context.Context, req backend.LeaseRequest) ([]*backe
 }
 
 // leaseOnce runs the lease script on each queue in order until limit jobs
-// are taken, and says which queues it ran on.
-func (b *Backend) leaseOnce(ctx context.Context, req backend.LeaseRequest, limit int) ([]*backend.Lease, map[string]bool, error) {
+// are taken, and says which queues it ran on. woken names the queues whose
+// wake marker the caller took: their calls put it back while jobs are left.
+func (b *Backend) leaseOnce(ctx context.Context, req backend.LeaseRequest, limit int, woken []string) ([]*backend.Lease, map[string]bool, error) {
 	var out []*backend.Lease
 	visited := make(map[string]bool, len(req.Queues))
 	until := nsString(req.Now.Add(req.TTL))
@@ -101,7 +103,7 @@ func (b *Backend) leaseOnce(ctx context.Context, req backend.LeaseRequest, limit
 		}
 		visited[q] = true
 		for len(out) < limit {
-			got, more, err := b.leaseQueue(ctx, req, q, min(limit-len(out), maintChunk), until)
+			got, more, err := b.leaseQueue(ctx, req, q, min(limit-len(out), maintChunk), until, slices.Contains(woken, q))
 			if err != nil {
 				return out, visited, err
 			}
@@ -115,12 +117,18 @@ func (b *Backend) leaseOnce(ctx context.Context, req backend.LeaseRequest, limit
 }
 
 // leaseQueue runs the lease script once on queue q for up to n jobs; more
-// says that the queue may have more (the script took all n).
-func (b *Backend) leaseQueue(ctx context.Context, req backend.LeaseRequest, q string, n int, until string) ([]*backend.Lease, bool, error) {
+// says that the queue may have more (the script took all n). took says that
+// the caller took q's wake marker (the script puts it back while jobs are
+// left).
+func (b *Backend) leaseQueue(ctx context.Context, req backend.LeaseRequest, q string, n int, until string, took bool) ([]*backend.Lease, bool, error) {
 	var rnd [8]byte
 	binary.LittleEndian.PutUint64(rnd[:], rand.Uint64())
-	c := b.newCall(scriptLease, q, req.Now, 5)
-	c.args = append(c.args, n, req.Worker, until, hex.EncodeToString(rnd[:])+".", int64(corruptTTL))
+	c := b.newCall(scriptLease, q, req.Now, 6)
+	tookArg := "0"
+	if took {
+		tookArg = "1"
+	}
+	c.args = append(c.args, n, req.Worker, until, hex.EncodeToString(rnd[:])+".", int64(corruptTTL), tookArg)
 	if err := b.evalAll(ctx, []*call{c}); err != nil {
 		return nil, false, err
 	}

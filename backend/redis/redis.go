@@ -81,7 +81,7 @@ type Backend struct {
 	closeRC bool
 
 	keysMu sync.RWMutex
-	keys   map[string][]string
+	keys   map[string]*keySet
 
 	// known caches the queue registry: the queues this process knows are
 	// in {prefix}:queues. It is refreshed from Redis when a job is not
@@ -151,7 +151,7 @@ func New(ctx context.Context, client goredis.UniversalClient, opts Options) (*Ba
 		capArg:     strconv.FormatInt(opts.EventStreamMaxLen, 10),
 		log:        opts.Logger,
 		closeRC:    opts.CloseClient,
-		keys:       make(map[string][]string),
+		keys:       make(map[string]*keySet),
 		known:      make(map[string]bool),
 		queuesKey:  globalKey(opts.Prefix, "queues"),
 		workersKey: globalKey(opts.Prefix, "workers"),
@@ -217,15 +217,38 @@ func (b *Backend) fail(op string, err error) error {
 	return fmt.Errorf("redis: %s: %w", op, err)
 }
 
-// queueKeys returns the KEYS of a queue's scripts, cached.
+// queueKeys returns the keys of a queue (keys.go), indexed by keyJobs...,
+// cached.
 func (b *Backend) queueKeys(queue string) []string {
+	return b.cachedKeys(queue).all
+}
+
+// scriptKeys returns the KEYS of a queue's scripts, cached: the queue's jobs
+// key, then, where limits are on, the limits key. The scripts make the
+// other names from these (lib.lua), which spares every call a dozen
+// arguments.
+func (b *Backend) scriptKeys(queue string) []string {
+	return b.cachedKeys(queue).script
+}
+
+// keySet is what the keys cache holds per queue.
+type keySet struct {
+	all    []string // queueKeys
+	script []string // scriptKeys
+}
+
+func (b *Backend) cachedKeys(queue string) *keySet {
 	b.keysMu.RLock()
 	k := b.keys[queue]
 	b.keysMu.RUnlock()
 	if k != nil {
 		return k
 	}
-	k = queueKeys(b.prefix, queue, b.limits)
+	all := queueKeys(b.prefix, queue, b.limits)
+	k = &keySet{all: all[:numKeys:numKeys], script: []string{all[keyJobs]}}
+	if b.limits {
+		k.script = append(k.script, all[numKeys])
+	}
 	b.keysMu.Lock()
 	if len(b.keys) > 10000 {
 		clear(b.keys) // queue names are few; this bounds a pathological caller
@@ -240,7 +263,7 @@ func (b *Backend) queueKeys(queue string) []string {
 func (b *Backend) newCall(s *script, queue string, now time.Time, extra int) *call {
 	args := make([]any, 3, 3+extra)
 	args[0], args[1], args[2] = nsString(now), b.capArg, queue
-	return &call{script: s, queue: queue, keys: b.queueKeys(queue), args: args}
+	return &call{script: s, queue: queue, keys: b.scriptKeys(queue), args: args}
 }
 
 // register makes sure the registry lists queues, so that every process

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"io/fs"
-	"strconv"
 	"strings"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -50,7 +49,7 @@ var luaVersion = hashLua()
 
 // The scripts, one per transition. Every queue script is base.lua and
 // lib.lua followed by its own file; it first calls init with the index in
-// KEYS where the limit keys start (after the queue's own keys).
+// KEYS of the limits key (after the queue's jobs key, see scriptKeys).
 var (
 	scriptEnqueue   = queueScript("enqueue")
 	scriptLease     = queueScript("lease")
@@ -116,7 +115,7 @@ func newScript(name, prelude, front string) *script {
 
 func queueScript(name string) *script {
 	return newScript(name, mustRead("base")+"\n"+mustRead("lib")+"\n",
-		"init(KEYS, ARGV, "+strconv.Itoa(numKeys+1)+")\n")
+		"init(KEYS, ARGV, 2)\n")
 }
 
 func buildLibrary() string {

@@ -7,21 +7,27 @@
 -- times, so init_base resets every value that belongs to one call.
 
 -- A library's code may reach no global but redis while it loads, so even
--- these are set by init_base.
-local sub, find, match, concat
+-- these are set by init_base, at the first call.
+local sub, find, match, concat, nxt, fmt
+-- rcall is redis.call, an upvalue rather than a global and a field: every
+-- global of a function is looked up through the globals table's metatable.
+local rcall
 local NOW
 
 -- Lua 5.1 turns numbers into strings with sprintf and strings into numbers
 -- with strtod, both slow next to everything else a script does; a batch
 -- meets the same few lengths, counters and times again and again, so the
--- conversions are remembered for the call.
-local N2S, S2N, F2S
+-- conversions are remembered. They are pure, so the memory outlives the
+-- call (a library's upvalues live as long as it is loaded), until it holds
+-- CACHE_MAX entries: init_base then starts it afresh.
+local N2S, S2N, F2S, CACHED, CACHE_MAX = {}, {}, {}, 0, 2048
 -- n2s is tostring for small integers (lengths, attempts).
 local function n2s(n)
   local s = N2S[n]
   if not s then
     s = tostring(n)
     N2S[n] = s
+    CACHED = CACHED + 1
   end
   return s
 end
@@ -29,7 +35,10 @@ local function s2n(s)
   local n = S2N[s]
   if not n then
     n = tonumber(s)
-    S2N[s] = n
+    if n then
+      S2N[s] = n
+      CACHED = CACHED + 1
+    end
   end
   return n
 end
@@ -37,8 +46,9 @@ end
 local function num(x)
   local s = F2S[x]
   if not s then
-    s = string.format('%.0f', x)
+    s = fmt('%.0f', x)
     F2S[x] = s
+    CACHED = CACHED + 1
   end
   return s
 end
@@ -63,12 +73,14 @@ local function int(v) return s2n(v or '0') or 0 end
 
 -- Limits live in keys shared by all queues, in the {prefix} slot:
 --   KEYS[LK]   limits     HASH key -> "concurrency,rate,period (ns)"
---   KEYS[LK+1] active     HASH key -> active jobs with the key, in every queue
---   KEYS[LK+2] throttles  HASH key -> throttled until (ns)
---   KEYS[LK+3] state      HASH promoted -> the now of the latest Promote (ns)
--- and, per key, {prefix}:limit:starts:<key> (ZSET: the latest leases, by
--- time in µs) and {prefix}:limit:queues:<key> (SET: the queues where jobs
--- with the key are parked). A queue script reaches them only where one
+--   {prefix}:limit:active     HASH key -> active jobs with the key, in every queue
+--   {prefix}:limit:throttles  HASH key -> throttled until (ns)
+--   {prefix}:limit:state      HASH promoted -> the now of the latest Promote (ns)
+-- (only the first is passed: the others' names follow from it, and a call
+-- makes them only when it meets a new prefix) and, per key,
+-- {prefix}:limit:starts:<key> (ZSET: the latest leases, by time in µs) and
+-- {prefix}:limit:queues:<key> (SET: the queues where jobs with the key are
+-- parked). A queue script reaches them only where one
 -- script may touch keys of several slots, on a single Redis: on a Cluster
 -- KEYS has no limit keys, LIMITS_ON is false and limit keys are not
 -- enforced (SetLimit says so).
@@ -76,18 +88,36 @@ local K_LIMITS, K_LACTIVE, K_THROTTLES, K_LSTATE, LIMITS_ON, PREFIX
 local function starts_key(k) return '{' .. PREFIX .. '}:limit:starts:' .. k end
 local function lqueues_key(k) return '{' .. PREFIX .. '}:limit:queues:' .. k end
 
--- What the call has read of the limits, kept in step as it goes.
-local LDEF, LACT, LDELTA, LTHR, LAT
+-- What the call has read of the limits, kept in step as it goes. Most calls
+-- touch none of them: init_base makes new tables only for those the last
+-- call wrote in (one that failed halfway may have left anything there).
+local LDEF, LACT, LDELTA, LTHR, LAT = {}, {}, {}, {}, nil
 
 -- init_base sets what belongs to one call; see the top of this file.
 local function init_base(keys, argv, lk)
-  sub, find, match, concat = string.sub, string.find, string.match, table.concat
+  if not nxt then
+    sub, find, match, concat, nxt, fmt = string.sub, string.find, string.match, table.concat, next, string.format
+    rcall = redis.call
+  end
   NOW = argv[1]
-  N2S, S2N, F2S = {}, {}, {}
-  K_LIMITS, K_LACTIVE, K_THROTTLES, K_LSTATE = keys[lk], keys[lk + 1], keys[lk + 2], keys[lk + 3]
-  LIMITS_ON = K_LIMITS ~= nil
-  PREFIX = LIMITS_ON and sub(K_LIMITS, 2, -9) -- from "{prefix}:limits"
-  LDEF, LACT, LDELTA, LTHR, LAT = {}, {}, {}, {}, nil
+  if CACHED > CACHE_MAX then N2S, S2N, F2S, CACHED = {}, {}, {}, 0 end
+  -- Strings are interned: the same limits key as the last call's costs a
+  -- comparison here, not new strings.
+  local kl = keys[lk]
+  if kl ~= K_LIMITS then
+    K_LIMITS = kl
+    LIMITS_ON = kl ~= nil
+    if LIMITS_ON then
+      PREFIX = sub(kl, 2, -9) -- from "{prefix}:limits"
+      local g = '{' .. PREFIX .. '}:'
+      K_LACTIVE, K_THROTTLES, K_LSTATE = g .. 'limit:active', g .. 'limit:throttles', g .. 'limit:state'
+    end
+  end
+  if nxt(LDEF) then LDEF = {} end
+  if nxt(LACT) then LACT = {} end
+  if nxt(LDELTA) then LDELTA = {} end
+  if nxt(LTHR) then LTHR = {} end
+  LAT = nil
 end
 
 -- limit_at is the time (µs) limits are judged at: now, or the now of the
@@ -95,7 +125,7 @@ end
 -- opened and that the Promote at its opening woke must see it open, though
 -- its own now is from before.
 local function limit_at()
-  if not LAT then LAT = math.max(us(NOW), us(redis.call('HGET', K_LSTATE, 'promoted'))) end
+  if not LAT then LAT = math.max(us(NOW), us(rcall('HGET', K_LSTATE, 'promoted'))) end
   return LAT
 end
 
@@ -105,7 +135,7 @@ local function limit_of(k)
   local d = LDEF[k]
   if d == nil then
     d = false
-    local v = redis.call('HGET', K_LIMITS, k)
+    local v = rcall('HGET', K_LIMITS, k)
     if v then
       local c, r, p = match(v, '^(%d+),(%d+),(%d+)$')
       if c then d = {c = int(c), r = int(r), per = us(p)} end
@@ -118,7 +148,7 @@ end
 local function active_of(k)
   local n = LACT[k]
   if n == nil then
-    n = int(redis.call('HGET', K_LACTIVE, k))
+    n = int(rcall('HGET', K_LACTIVE, k))
     LACT[k] = n
   end
   return n
@@ -134,7 +164,7 @@ end
 local function throttled_until(k)
   local t = LTHR[k]
   if t == nil then
-    t = us(redis.call('HGET', K_THROTTLES, k))
+    t = us(rcall('HGET', K_THROTTLES, k))
     LTHR[k] = t
   end
   return t
@@ -143,7 +173,7 @@ end
 -- starts_in_window counts the leases of key k in the window (at-per, at]: a
 -- lease at t counts until, not at, t+per.
 local function starts_in_window(k, d)
-  return redis.call('ZCOUNT', starts_key(k), '(' .. num(limit_at() - d.per), '+inf')
+  return rcall('ZCOUNT', starts_key(k), '(' .. num(limit_at() - d.per), '+inf')
 end
 
 -- room returns how many jobs of key k may start now: 0 while it is held back
@@ -165,8 +195,8 @@ local function admit(k, member)
   add_active(k, 1)
   local d = limit_of(k)
   if d and d.r > 0 then
-    redis.call('ZADD', starts_key(k), num(limit_at()), member)
-    redis.call('ZREMRANGEBYRANK', starts_key(k), 0, -(d.r + 1))
+    rcall('ZADD', starts_key(k), num(limit_at()), member)
+    rcall('ZREMRANGEBYRANK', starts_key(k), 0, -(d.r + 1))
   end
 end
 
@@ -174,7 +204,7 @@ end
 -- earlier one sooner.
 local function throttle(k, until_ns)
   if us(until_ns) > throttled_until(k) then
-    redis.call('HSET', K_THROTTLES, k, until_ns)
+    rcall('HSET', K_THROTTLES, k, until_ns)
     LTHR[k] = us(until_ns)
   end
 end
@@ -182,18 +212,19 @@ end
 -- wake_parked wakes blocked Lease calls of every queue where jobs of key k
 -- are parked, so that they take them now that the key has room.
 local function wake_parked(k)
-  for _, q in ipairs(redis.call('SMEMBERS', lqueues_key(k))) do
+  for _, q in ipairs(rcall('SMEMBERS', lqueues_key(k))) do
     local base = '{' .. PREFIX .. ':' .. q .. '}:'
-    if redis.call('HEXISTS', base .. 'meta', 'paused') == 0 then redis.call('ZADD', base .. 'wake', 0, 'w') end
+    if rcall('HEXISTS', base .. 'meta', 'paused') == 0 then rcall('ZADD', base .. 'wake', 0, 'w') end
   end
 end
 
 -- flush_limits writes the active counts and, for keys that a job stopped
 -- holding, wakes the queues whose parked jobs may now run.
 local function flush_limits()
+  if not nxt(LDELTA) then return end
   for k, d in pairs(LDELTA) do
     if d ~= 0 then
-      if redis.call('HINCRBY', K_LACTIVE, k, d) <= 0 then redis.call('HDEL', K_LACTIVE, k) end
+      if rcall('HINCRBY', K_LACTIVE, k, d) <= 0 then rcall('HDEL', K_LACTIVE, k) end
       if d < 0 and room(k) > 0 then wake_parked(k) end
     end
   end

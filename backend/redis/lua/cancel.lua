@@ -29,7 +29,7 @@ elseif s == 'a' then
     -- Running engines read the cancel stream alone (ReadCancels), so the
     -- request goes there too, with the same fields. Readers start at its
     -- newest entry, so a short stream is enough.
-    redis.call('XADD', K_CANCELS, 'MAXLEN', '~', '1000', '*', 'O', order_us(), 'k', 'cancel_requested', 'i', id,
+    rcall('XADD', K_CANCELS, 'MAXLEN', '~', '1000', '*', 'O', order_us(), 'k', 'cancel_requested', 'i', id,
       't', typ(r), 's', 'active', 'a', r.a or '0', 'T', NOW)
   end
   return {'ok', 'a', {}}

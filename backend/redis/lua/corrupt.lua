@@ -4,11 +4,11 @@
 -- It returns 1 when it failed the job, 0 when the lease was gone.
 
 local id, token, why, ttl = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local raw = redis.call('HGET', K_JOBS, id)
+local raw = rcall('HGET', K_JOBS, id)
 if not raw then return 0 end
 local r = dec(raw)
 if not r or r.s ~= 'a' or r.L ~= token then return 0 end
-redis.call('ZREM', K_ACTIVE, id)
+rcall('ZREM', K_ACTIVE, id)
 end_lease(r)
 fail_corrupt(id, why, raw, ttl, 'a')
 flush()

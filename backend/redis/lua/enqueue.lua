@@ -25,19 +25,19 @@ if ARGV[4] == '1' and ARGV[13] == '0' then
   if ARGV[8] ~= '' then r.x = ARGV[8] end
   if ARGV[11] ~= '' then r.k = ARGV[11] end
   r.s = (r.x and later(r.x, NOW)) and 's' or 'q'
-  if redis.call('HSETNX', K_JOBS, id, enc(r)) == 0 then
-    local old = dec(redis.call('HGET', K_JOBS, id))
+  if rcall('HSETNX', K_JOBS, id, enc(r)) == 0 then
+    local old = dec(rcall('HGET', K_JOBS, id))
     return {{'exists', id, (old and old.s) or ''}}
   end
   move(nil, r.s)
   if r.s == 's' then
-    redis.call('ZADD', K_SCHED, num(us(r.x)), id)
+    rcall('ZADD', K_SCHED, num(us(r.x)), id)
     emit('queued', id, r, 'x', r.x)
   else
     -- A list that was empty had no entry in prios and, unless other lists
     -- had jobs, no wake marker; one that was not has both (see below).
-    if redis.call('RPUSH', ready_key(p), id) == 1 then
-      redis.call('ZADD', K_PRIOS, p, p)
+    if rcall('RPUSH', ready_key(p), id) == 1 then
+      rcall('ZADD', K_PRIOS, p, p)
       wake()
     end
     emit('queued', id, r)
@@ -61,7 +61,7 @@ for k = 1, tonumber(ARGV[4]) do
 end
 if #jobs == 0 then return {} end
 
-local existing = redis.call('HMGET', K_JOBS, unpack(ids))
+local existing = rcall('HMGET', K_JOBS, unpack(ids))
 local new, order = {}, {}
 local ready, ready_prios = {}, {}
 local sched = {'ZADD', K_SCHED}
@@ -132,7 +132,7 @@ for k, j in ipairs(jobs) do
         p.n = lenc(deps_of)
         if not is_new then save(pid, p) end
       end
-      if cross_waits then redis.call('ZADD', K_RECHECK, recheck_at(r), id) end
+      if cross_waits then rcall('ZADD', K_RECHECK, recheck_at(r), id) end
       emit('queued', id, r)
     elseif r.x and later(r.x, NOW) then
       move(nil, 's')
@@ -165,19 +165,19 @@ if #order > 0 then
     hset[#hset + 1] = id
     hset[#hset + 1] = enc(new[id])
   end
-  redis.call(unpack(hset))
+  rcall(unpack(hset))
 end
 -- The marker needs setting only where a list was empty: while jobs are
 -- ready, either the marker is there or the Lease call that took it will
 -- lease and leave it again for the jobs still ready (or put it back).
 local made = false
 for _, p in ipairs(ready_prios) do
-  if redis.call(unpack(ready[p])) == #ready[p] - 2 then
-    redis.call('ZADD', K_PRIOS, p, p)
+  if rcall(unpack(ready[p])) == #ready[p] - 2 then
+    rcall('ZADD', K_PRIOS, p, p)
     made = true
   end
 end
 if made then wake() end
-if #sched > 2 then redis.call(unpack(sched)) end
+if #sched > 2 then rcall(unpack(sched)) end
 flush()
 return out

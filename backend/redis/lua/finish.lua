@@ -7,7 +7,7 @@
 local n = tonumber(ARGV[4])
 local ids = {}
 for k = 1, n do ids[k] = ARGV[5 + (k - 1) * 6] end
-local raws = n > 0 and redis.call('HMGET', K_JOBS, unpack(ids)) or {}
+local raws = n > 0 and rcall('HMGET', K_JOBS, unpack(ids)) or {}
 local codes, seen = {}, {}
 local hset, zrem = {'HSET', K_JOBS}, {'ZREM', K_ACTIVE}
 for k = 1, n do
@@ -42,7 +42,7 @@ for k = 1, n do
       r.x = retry_at
       move('a', 'r')
       r.s = 'r'
-      redis.call('ZADD', K_SCHED, num(us(retry_at)), id)
+      rcall('ZADD', K_SCHED, num(us(retry_at)), id)
       emit('retrying', id, r, 'E', err, 'x', retry_at)
     elseif outcome == 3 then
       r.f = n2s(int(r.f) + 1)
@@ -70,7 +70,7 @@ for k = 1, n do
       r.x = retry_at
       move('a', 's')
       r.s = 's'
-      redis.call('ZADD', K_SCHED, num(us(retry_at)), id)
+      rcall('ZADD', K_SCHED, num(us(retry_at)), id)
       emit('queued', id, r, 'x', retry_at, 'E', err)
     end
     hset[#hset + 1] = id
@@ -78,8 +78,8 @@ for k = 1, n do
   end
 end
 if #zrem > 2 then
-  redis.call(unpack(zrem))
-  redis.call(unpack(hset))
+  rcall(unpack(zrem))
+  rcall(unpack(hset))
 end
 flush()
 return {codes, cross}

@@ -8,7 +8,7 @@ local until_us = num(us(until_ns))
 local ids = {}
 for i = 5, #ARGV - 1, 2 do ids[#ids + 1] = ARGV[i] end
 if #ids == 0 then return {} end
-local raws = redis.call('HMGET', K_JOBS, unpack(ids))
+local raws = rcall('HMGET', K_JOBS, unpack(ids))
 local out, hset, zadd = {}, {'HSET', K_JOBS}, {'ZADD', K_ACTIVE, 'XX'}
 local seen = {}
 for k, id in ipairs(ids) do
@@ -29,7 +29,7 @@ for k, id in ipairs(ids) do
   end
 end
 if #hset > 2 then
-  redis.call(unpack(hset))
-  redis.call(unpack(zadd))
+  rcall(unpack(hset))
+  rcall(unpack(zadd))
 end
 return out

@@ -2,12 +2,14 @@
 -- and FIFO within one, and makes them active. A job whose limit key is held
 -- back is parked and the next one taken instead (no head-of-line blocking).
 -- ARGV[5] worker, ARGV[6] lease expiry (ns), ARGV[7] token prefix,
--- ARGV[8] how long a corrupt job is kept once failed (ns).
+-- ARGV[8] how long a corrupt job is kept once failed (ns), ARGV[9] '1'
+-- when the caller took the queue's wake marker to make this call (see the
+-- end).
 -- It returns {'paused'} for a paused queue, or a list of {id, record}, where
 -- a job whose record was corrupt comes as {id, false, why}.
 
 if paused() then
-  redis.call('DEL', K_WAKE)
+  rcall('DEL', K_WAKE)
   return {'paused'}
 end
 
@@ -17,7 +19,7 @@ unpark()
 local until_us = num(us(until_ns))
 local out, taken = {}, 0
 local hset, zadd = {'HSET', K_JOBS}, {'ZADD', K_ACTIVE}
-local prios = redis.call('ZREVRANGE', K_PRIOS, 0, -1)
+local prios = rcall('ZREVRANGE', K_PRIOS, 0, -1)
 -- A list LPOP did not fill the request from is empty now; ready_left says
 -- whether any job is left ready once the call is done.
 local ready_left = false
@@ -26,14 +28,14 @@ for pi, p in ipairs(prios) do
   local drained = false
   while taken < max do
     local want = max - taken
-    local ids = redis.call('LPOP', key, want)
+    local ids = rcall('LPOP', key, want)
     if not ids then
       drained = true
       break
     end
     if #ids < want then drained = true end
     -- One HMGET, one HSET and one ZADD for the whole batch.
-    local raws = redis.call('HMGET', K_JOBS, unpack(ids))
+    local raws = rcall('HMGET', K_JOBS, unpack(ids))
     for k, id in ipairs(ids) do
       local raw = raws[k]
       local r, why
@@ -48,7 +50,7 @@ for pi, p in ipairs(prios) do
         fail_corrupt(id, why, raw, corrupt_ttl, 'q')
         out[#out + 1] = {id, false, why}
       elseif r.s == 'q' and LIMITS_ON and r.k and
-          (room(r.k) <= 0 or not UNPARKED[id] and redis.call('EXISTS', parked_key(r.k)) == 1) then
+          (room(r.k) <= 0 or not UNPARKED[id] and rcall('EXISTS', parked_key(r.k)) == 1) then
         -- Its key is held back, or jobs of the key wait parked before it:
         -- it waits parked, and the next job in line goes instead.
         park(id, r.k)
@@ -78,27 +80,29 @@ for pi, p in ipairs(prios) do
     end
     if drained then break end
   end
-  if not drained and redis.call('EXISTS', key) == 0 then drained = true end
-  if drained then redis.call('ZREM', K_PRIOS, p) end
+  if not drained and rcall('EXISTS', key) == 0 then drained = true end
+  if drained then rcall('ZREM', K_PRIOS, p) end
   if taken >= max then
     ready_left = not drained or pi < #prios
     break
   end
 end
 if taken > 0 then
-  redis.call(unpack(hset))
-  redis.call(unpack(zadd))
+  rcall(unpack(hset))
+  rcall(unpack(zadd))
   count('queued', -taken)
   count('active', taken)
 end
 
 -- The marker stays while jobs are ready, so that the next waiter (in any
 -- process) wakes too; it goes when none are, so that nobody wakes for
--- nothing.
-if ready_left then
-  redis.call('ZADD', K_WAKE, 0, 'w')
-else
-  redis.call('DEL', K_WAKE)
+-- nothing. Only a call whose caller took the marker puts it back: while
+-- jobs are ready, the marker is there or a Lease call that took it is on
+-- its way here, so a call that took none has nothing to put back.
+if not ready_left then
+  rcall('DEL', K_WAKE)
+elseif ARGV[9] == '1' then
+  rcall('ZADD', K_WAKE, 0, 'w')
 end
 flush()
 return out

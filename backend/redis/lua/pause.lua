@@ -4,12 +4,12 @@
 
 local on = ARGV[4] == '1'
 if on and not paused() then
-  redis.call('HSET', K_META, 'paused', '1')
-  redis.call('DEL', K_WAKE)
-  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', CAP, '*', 'O', order_us(), 'k', 'paused', 'T', NOW)
+  rcall('HSET', K_META, 'paused', '1')
+  rcall('DEL', K_WAKE)
+  rcall('XADD', K_EVENTS, 'MAXLEN', '~', CAP, '*', 'O', order_us(), 'k', 'paused', 'T', NOW)
 elseif not on and paused() then
-  redis.call('HDEL', K_META, 'paused')
-  if redis.call('ZCARD', K_PRIOS) > 0 then wake() end
-  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', CAP, '*', 'O', order_us(), 'k', 'resumed', 'T', NOW)
+  rcall('HDEL', K_META, 'paused')
+  if rcall('ZCARD', K_PRIOS) > 0 then wake() end
+  rcall('XADD', K_EVENTS, 'MAXLEN', '~', CAP, '*', 'O', order_us(), 'k', 'resumed', 'T', NOW)
 end
 return 'ok'

@@ -7,10 +7,10 @@
 -- failed (ns).
 
 local now_us = num(us(NOW))
-local ids = redis.call('ZRANGEBYSCORE', K_SCHED, '-inf', now_us, 'LIMIT', 0, tonumber(ARGV[4]))
+local ids = rcall('ZRANGEBYSCORE', K_SCHED, '-inf', now_us, 'LIMIT', 0, tonumber(ARGV[4]))
 local moved = 0
 for _, id in ipairs(ids) do
-  redis.call('ZREM', K_SCHED, id)
+  rcall('ZREM', K_SCHED, id)
   local r, why, raw = load(id)
   if r == nil then
     count('scheduled', -1)
@@ -27,14 +27,14 @@ for _, id in ipairs(ids) do
 end
 
 local nxt = ''
-local first = redis.call('ZRANGE', K_SCHED, 0, 0)
+local first = rcall('ZRANGE', K_SCHED, 0, 0)
 if first[1] then
   local r = load(first[1])
   if r and r.x then nxt = r.x end
 end
 
 local rechecks = {}
-local due = redis.call('ZRANGEBYSCORE', K_RECHECK, '-inf', now_us, 'LIMIT', 0, tonumber(ARGV[5]))
+local due = rcall('ZRANGEBYSCORE', K_RECHECK, '-inf', now_us, 'LIMIT', 0, tonumber(ARGV[5]))
 for _, id in ipairs(due) do
   local r = load(id)
   local waits = r and ldec(r.w) or {}
@@ -46,10 +46,10 @@ for _, id in ipairs(due) do
     end
   end
   if r and r.s == 'd' and #item > 1 then
-    redis.call('ZADD', K_RECHECK, recheck_at(r), id)
+    rcall('ZADD', K_RECHECK, recheck_at(r), id)
     rechecks[#rechecks + 1] = item
   else
-    redis.call('ZREM', K_RECHECK, id)
+    rcall('ZREM', K_RECHECK, id)
   end
 end
 flush()

@@ -5,9 +5,9 @@
 -- counts for the retry policy. ARGV[5] is how long a corrupt job is kept
 -- once failed (ns). It returns {reaped, cross}.
 
-local ids = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', '(' .. num(us(NOW)), 'LIMIT', 0, tonumber(ARGV[4]))
+local ids = rcall('ZRANGEBYSCORE', K_ACTIVE, '-inf', '(' .. num(us(NOW)), 'LIMIT', 0, tonumber(ARGV[4]))
 for _, id in ipairs(ids) do
-  redis.call('ZREM', K_ACTIVE, id)
+  rcall('ZREM', K_ACTIVE, id)
   local r, why, raw = load(id)
   if r == nil then
     count('active', -1)

@@ -10,7 +10,7 @@ local r = load(id)
 if r == nil then return {'notfound'} end
 if r == false then return {'corrupt'} end
 if r.s ~= 'f' and r.s ~= 'x' then return {'invalid', r.s} end
-redis.call('ZREM', K_DONE, id)
+rcall('ZREM', K_DONE, id)
 for _, tag in ipairs({'a', 'f', 'z', 'E', 'y', 'g', 'G', 'x', 'b', 'h', 'w', 'Q', 'B', 'L', 'l', 'W', 'C'}) do
   r[tag] = nil
 end

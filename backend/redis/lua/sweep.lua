@@ -5,21 +5,21 @@
 -- slot.
 
 local limit = tonumber(ARGV[4])
-local ids = redis.call('ZRANGEBYSCORE', K_DONE, '-inf', '(' .. num(us(NOW)), 'LIMIT', 0, limit)
+local ids = rcall('ZRANGEBYSCORE', K_DONE, '-inf', '(' .. num(us(NOW)), 'LIMIT', 0, limit)
 local keys = {}
 for _, id in ipairs(ids) do
-  redis.call('ZREM', K_DONE, id)
+  rcall('ZREM', K_DONE, id)
   local r = load(id)
   if r and TERMINAL[r.s] then
     move(r.s, nil)
     local f = body_fields(r.body) or {}
     if f.u then keys[#keys + 1] = {f.u, id, r.s, f.U or ''} end
-    redis.call('HDEL', K_JOBS, id)
+    rcall('HDEL', K_JOBS, id)
   elseif r == false then
     -- An unreadable record in the terminal index was failed by this
     -- backend (fail_corrupt), so it counts as failed.
     count('failed', -1)
-    redis.call('HDEL', K_JOBS, id)
+    rcall('HDEL', K_JOBS, id)
   end
 end
 flush()
