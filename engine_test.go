@@ -958,6 +958,7 @@ func TestEngineReadsEventsOnlyForListenersAndWaits(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend.Backend) {
 		cb := &countingBackend{Backend: b}
 		e := newEngine(t, cb, WithConcurrency(4))
+		e.hub.linger = 0 // stop the reader as soon as the last Wait returns
 		var ran sync.WaitGroup
 		ran.Add(20)
 		e.HandleFunc("noop", func(ctx context.Context, job *Job) error { ran.Done(); return nil })
@@ -980,6 +981,25 @@ func TestEngineReadsEventsOnlyForListenersAndWaits(t *testing.T) {
 		e.hub.mu.Unlock()
 		if started {
 			t.Fatal("event reader still running after the last Wait returned")
+		}
+	})
+}
+
+func TestEngineWaitsInABurstShareOneEventReader(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend.Backend) {
+		e := newEngine(t, b)
+		e.HandleFunc("noop", func(ctx context.Context, job *Job) error { return nil })
+		start(t, e)
+		for range 20 {
+			if info := wait(t, e, enqueue(t, e, "noop", nil)); info.State != StateCompleted {
+				t.Fatalf("Wait: got state %s, want completed", info.State)
+			}
+		}
+		e.hub.mu.Lock()
+		started, gen := e.hub.started, e.hub.gen
+		e.hub.mu.Unlock()
+		if !started || gen != 1 {
+			t.Fatalf("after 20 Waits in a row: reader running %v, started %d times; want one reader, still running within its linger", started, gen)
 		}
 	})
 }

@@ -115,11 +115,13 @@ func (e *Engine) Listen(l Listener) (remove func(), err error) {
 // hub reads the backend's event log once for the engine and hands each event
 // to the listeners and to Wait calls watching the job. It reads only while
 // someone listens or waits: a pump starts with the first of them and stops
-// with the last, so that an engine that only runs jobs never reads the
-// events of every job (cancel requests reach it by their own log, see
-// watchCancels).
+// a linger after the last, so that an engine that only runs jobs never
+// reads the events of every job (cancel requests reach it by their own log,
+// see watchCancels), while a burst of Wait calls shares one reader.
 type hub struct {
-	e *Engine
+	e      *Engine
+	linger time.Duration // how long the pump outlives its last reader
+	idle   *time.Timer   // stops the pump once the linger has passed
 
 	mu        sync.Mutex
 	started   bool
@@ -132,8 +134,13 @@ type hub struct {
 	watchers  map[string]map[int]chan struct{}
 }
 
+// pumpLinger is how long the event reader goes on after the last listener
+// or Wait left: a reader started for every Wait of a busy API would make a
+// backend call and a blocking read each time.
+const pumpLinger = 5 * time.Second
+
 func newHub(e *Engine) *hub {
-	return &hub{e: e, listeners: make(map[int]*listenerQueue), watchers: make(map[string]map[int]chan struct{})}
+	return &hub{e: e, linger: pumpLinger, listeners: make(map[int]*listenerQueue), watchers: make(map[string]map[int]chan struct{})}
 }
 
 // startLocked begins reading the event log at its current end.
@@ -156,12 +163,35 @@ func (h *hub) startLocked() error {
 	return nil
 }
 
-// stopIfIdleLocked stops the pump once nobody listens or waits.
+// stopIfIdleLocked stops the pump a linger after nobody listens or waits
+// any more, unless someone came back meanwhile.
 func (h *hub) stopIfIdleLocked() {
-	if h.started && len(h.listeners) == 0 && len(h.watchers) == 0 {
-		h.stop()
-		h.started, h.stop = false, nil
+	if !h.idleLocked() {
+		return
 	}
+	if h.linger <= 0 {
+		h.stopLocked()
+		return
+	}
+	if h.idle != nil {
+		h.idle.Stop()
+	}
+	h.idle = time.AfterFunc(h.linger, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.idleLocked() {
+			h.stopLocked()
+		}
+	})
+}
+
+func (h *hub) idleLocked() bool {
+	return h.started && len(h.listeners) == 0 && len(h.watchers) == 0
+}
+
+func (h *hub) stopLocked() {
+	h.stop()
+	h.started, h.stop = false, nil
 }
 
 func (h *hub) listen(l Listener) (func(), error) {
@@ -299,9 +329,11 @@ func (h *hub) dispatch(gen int, evs []backend.Event) {
 func (h *hub) close() {
 	h.mu.Lock()
 	h.closed = true
+	if h.idle != nil {
+		h.idle.Stop()
+	}
 	if h.started {
-		h.stop()
-		h.started, h.stop = false, nil
+		h.stopLocked()
 	}
 	qs := make([]*listenerQueue, 0, len(h.listeners))
 	for _, q := range h.listeners {
