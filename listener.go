@@ -126,7 +126,7 @@ type hub struct {
 	mu        sync.Mutex
 	started   bool
 	closed    bool
-	gen       int // the running pump's generation; an older pump's reads are dropped
+	gen       int // the running pump's generation; a stopped pump's reads are dropped
 	stop      context.CancelFunc
 	pumps     sync.WaitGroup
 	nextID    int
@@ -173,24 +173,28 @@ func (h *hub) stopIfIdleLocked() {
 		h.stopLocked()
 		return
 	}
-	if h.idle != nil {
-		h.idle.Stop()
+	if h.idle == nil {
+		h.idle = time.AfterFunc(h.linger, func() {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			if h.idleLocked() {
+				h.stopLocked()
+			}
+		})
+	} else {
+		h.idle.Reset(h.linger)
 	}
-	h.idle = time.AfterFunc(h.linger, func() {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		if h.idleLocked() {
-			h.stopLocked()
-		}
-	})
 }
 
 func (h *hub) idleLocked() bool {
 	return h.started && len(h.listeners) == 0 && len(h.watchers) == 0
 }
 
+// stopLocked ends the pump; its generation ends with it, so that whatever
+// it read after that is dropped.
 func (h *hub) stopLocked() {
 	h.stop()
+	h.gen++
 	h.started, h.stop = false, nil
 }
 
@@ -301,7 +305,7 @@ func (e *Engine) watchCancels(ctx context.Context, cursor string) {
 func (h *hub) dispatch(gen int, evs []backend.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if gen != h.gen || !h.started {
+	if gen != h.gen {
 		return
 	}
 	for i := range evs {

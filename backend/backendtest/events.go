@@ -1,8 +1,6 @@
 package backendtest
 
 import (
-	"context"
-	"errors"
 	"testing"
 	"time"
 
@@ -85,18 +83,6 @@ func testEvents(t *testing.T, h Harness) {
 		f := newFixture(t, h)
 		f.add()
 		c := f.cursor()
-		ctx, cancel := context.WithTimeout(f.ctx, 100*time.Millisecond)
-		defer cancel()
-		begin := time.Now()
-		evs, err := f.b.ReadEvents(ctx, c, 10)
-		if len(evs) != 0 {
-			t.Errorf("ReadEvents with nothing new: got %d events, want none", len(evs))
-		}
-		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("ReadEvents whose context ended: got error %v, want nil or context.DeadlineExceeded", err)
-		}
-		if took := time.Since(begin); took > 5*time.Second {
-			t.Errorf("ReadEvents whose context ended after 100ms: returned after %v, want about 100ms", took)
-		}
+		contextEndsRead(t, f.ctx, "ReadEvents", f.b.ReadEvents, c)
 	})
 }

@@ -487,6 +487,25 @@ func readAsync(ctx context.Context, read readFunc, cursor string, wait time.Dura
 	return done
 }
 
+// contextEndsRead requires a read with nothing new after cursor to return
+// soon after its context ends, with no events and nil or the context's error.
+func contextEndsRead(t *testing.T, ctx context.Context, name string, read readFunc, cursor string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	begin := time.Now()
+	evs, err := read(ctx, cursor, 10)
+	if len(evs) != 0 {
+		t.Errorf("%s with nothing new: got %d events, want none", name, len(evs))
+	}
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("%s whose context ended: got error %v, want nil or context.DeadlineExceeded", name, err)
+	}
+	if took := time.Since(begin); took > 5*time.Second {
+		t.Errorf("%s whose context ended after 100ms: returned after %v, want about 100ms", name, took)
+	}
+}
+
 // readEndsAtClose starts a read that blocks after cursor, closes the
 // backend, and requires the read to return at once with nil or ErrClosed.
 func readEndsAtClose(t *testing.T, f *fixture, name string, read readFunc, cursor string) {

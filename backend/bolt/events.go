@@ -115,13 +115,7 @@ func parseCursor(cursor string) (uint64, error) {
 // there sees every event recorded after the call. It first waits for the
 // commit of earlier calls, whose events are published only then.
 func (b *Backend) EventCursor(ctx context.Context) (string, error) {
-	if err := b.check(ctx); err != nil {
-		return "", err
-	}
-	if err := b.settle(ctx); err != nil {
-		return "", err
-	}
-	return b.events.cursor(), nil
+	return b.logCursor(ctx, b.events)
 }
 
 // ReadEvents returns up to max events recorded after cursor, oldest first,
@@ -136,13 +130,18 @@ func (b *Backend) ReadEvents(ctx context.Context, cursor string, max int) ([]bac
 // requests have a log of their own (see Backend.cancels), so its cursors
 // mean nothing to ReadEvents, nor the event log's to ReadCancels.
 func (b *Backend) CancelCursor(ctx context.Context) (string, error) {
+	return b.logCursor(ctx, b.cancels)
+}
+
+// logCursor is EventCursor on log.
+func (b *Backend) logCursor(ctx context.Context, log *eventLog) (string, error) {
 	if err := b.check(ctx); err != nil {
 		return "", err
 	}
 	if err := b.settle(ctx); err != nil {
 		return "", err
 	}
-	return b.cancels.cursor(), nil
+	return log.cursor(), nil
 }
 
 // ReadCancels is ReadEvents for EventCancelRequested events alone: a

@@ -77,12 +77,7 @@ func (l *eventLog) recorded() {
 // EventCursor returns the cursor of the newest event ("0" before the first);
 // see backend.Backend.
 func (b *Backend) EventCursor(ctx context.Context) (string, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return "", errClosed
-	}
-	return strconv.FormatUint(b.events.last, 10), nil
+	return b.logCursor(&b.events)
 }
 
 // ReadEvents returns events after cursor, blocking until there is one; see
@@ -95,12 +90,17 @@ func (b *Backend) ReadEvents(ctx context.Context, cursor string, limit int) ([]b
 // CancelCursor returns the cursor of the newest cancel request ("0" before
 // the first); see backend.Backend.
 func (b *Backend) CancelCursor(ctx context.Context) (string, error) {
+	return b.logCursor(&b.cancels)
+}
+
+// logCursor returns the number of the newest entry of log l.
+func (b *Backend) logCursor(l *eventLog) (string, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
 		return "", errClosed
 	}
-	return strconv.FormatUint(b.cancels.last, 10), nil
+	return strconv.FormatUint(l.last, 10), nil
 }
 
 // ReadCancels returns cancel requests after cursor, blocking until there is
