@@ -56,18 +56,9 @@ func endToEnd(b *testing.B, newBackend func() backend.Backend, concurrency int) 
 		b.Fatal(err)
 	}
 	defer e.Close()
-	var done atomic.Int64
-	all := make(chan struct{})
-	target := int64(b.N)
-	e.HandleFunc("noop", func(ctx context.Context, job *Job) error {
-		if done.Add(1) == target {
-			close(all)
-		}
-		return nil
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	runDone := make(chan error)
-	go func() { runDone <- e.Run(ctx) }()
+	all, stop := runCounting(e, b.N)
+	defer stop()
+	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
 	const batch = 512
@@ -83,8 +74,23 @@ func endToEnd(b *testing.B, newBackend func() backend.Backend, concurrency int) 
 	<-all
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
-	cancel()
-	<-runDone
+}
+
+// runCounting registers a no-op handler of type "noop" that closes all
+// once it ran n times, and runs e until stop is called.
+func runCounting(e *Engine, n int) (all <-chan struct{}, stop func()) {
+	var done atomic.Int64
+	allDone := make(chan struct{})
+	e.HandleFunc("noop", func(ctx context.Context, job *Job) error {
+		if done.Add(1) == int64(n) {
+			close(allDone)
+		}
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan error)
+	go func() { runDone <- e.Run(ctx) }()
+	return allDone, func() { cancel(); <-runDone }
 }
 
 func newMemory() backend.Backend { return memory.New(memory.Options{}) }
@@ -168,19 +174,10 @@ func BenchmarkLimitCost(b *testing.B) {
 				b.Skip(err)
 			}
 			defer e.Close()
-			var done atomic.Int64
-			all := make(chan struct{})
-			target := int64(b.N)
-			e.HandleFunc("noop", func(ctx context.Context, job *Job) error {
-				if done.Add(1) == target {
-					close(all)
-				}
-				return nil
-			})
 			e.HandleFunc("llm", func(ctx context.Context, job *Job) error { return nil }, LimitKey("llm"))
-			ctx, cancel := context.WithCancel(context.Background())
-			runDone := make(chan error)
-			go func() { runDone <- e.Run(ctx) }()
+			all, stop := runCounting(e, b.N)
+			defer stop()
+			ctx := context.Background()
 			b.ResetTimer()
 			const batch = 512
 			for left := b.N; left > 0; left -= batch {
@@ -198,8 +195,6 @@ func BenchmarkLimitCost(b *testing.B) {
 			<-all
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "unlimited-jobs/s")
-			cancel()
-			<-runDone
 		})
 	}
 }

@@ -193,11 +193,18 @@ func (e *Engine) Run(ctx context.Context) error {
 // pool is the set of worker goroutines of one Run, fed by the dispatcher
 // with leased jobs and draining into the acker.
 type pool struct {
-	e       *Engine
-	slots   chan struct{} // a token per idle worker
-	work    chan *run
-	acks    chan ackItem
-	workers sync.WaitGroup
+	e *Engine
+	// idle counts the workers free for a job that the dispatcher has not
+	// leased for yet; a worker that makes it 1 signals idleWake, which the
+	// dispatcher waits on when it found none. A counter, not a token per
+	// worker in a channel: a busy pool then frees a worker with one atomic
+	// add, and the dispatcher takes every free one in one swap.
+	idle     atomic.Int64
+	idleWake chan struct{}
+	size     int // workers in all
+	work     chan *run
+	acks     chan ackItem
+	workers  sync.WaitGroup
 	// deadlines ends runs at their job's timeout.
 	deadlines deadlines
 	// stopping is set at shutdown: leased jobs not yet started go straight
@@ -213,14 +220,15 @@ type ackItem struct {
 func newPool(e *Engine) *pool {
 	n := e.cfg.concurrency
 	p := &pool{
-		e:     e,
-		slots: make(chan struct{}, n),
-		work:  make(chan *run, n),
-		acks:  make(chan ackItem, 4*n),
+		e:        e,
+		idleWake: make(chan struct{}, 1),
+		size:     n,
+		work:     make(chan *run, n),
+		acks:     make(chan ackItem, 4*n),
 	}
 	p.deadlines.wake = make(chan struct{}, 1)
+	p.idle.Store(int64(n))
 	for range n {
-		p.slots <- struct{}{}
 		p.workers.Add(1)
 		go p.worker()
 	}
@@ -235,34 +243,52 @@ const idleBlock = 5 * time.Second
 // over, blocking in the backend while there is no work.
 func (p *pool) dispatch(ctx context.Context) {
 	e := p.e
-	n := cap(p.slots)
 	// A lease taken at the end of a wait is stamped with the time the wait
 	// began; a wait of at most a quarter lease keeps that error small.
 	block := min(idleBlock, e.cfg.lease/4)
 	failing := false
 	backoff := 50 * time.Millisecond
+	var started []*run
+	var gather *time.Timer
+	var lastLease time.Time
+	lastShort := false
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-p.slots:
-		}
-		free := 1
-	fill:
-		for free < n {
+		free := int(p.idle.Swap(0))
+		if free == 0 {
 			select {
-			case <-p.slots:
-				free++
-			default:
-				break fill
+			case <-ctx.Done():
+				return
+			case <-p.idleWake:
+			}
+			continue
+		}
+		// The last call emptied the queue while jobs still came: let more
+		// arrive, so that the next call carries more of them.
+		if lastShort && free < p.size {
+			if wait := e.batchWindow - time.Since(lastLease); wait > 0 {
+				gather = resetTimer(gather, wait)
+				select {
+				case <-ctx.Done():
+				case <-gather.C:
+				}
+				free += int(p.idle.Swap(0))
 			}
 		}
+		if ctx.Err() != nil {
+			return
+		}
+		lastLease = time.Now()
 		leases, err := e.backend.Lease(ctx, backend.LeaseRequest{
 			Queues: e.cfg.queues, Worker: e.workerName, Max: free,
 			Now: e.clock.Now(), TTL: e.cfg.lease, Block: block,
 		})
-		for range free - len(leases) {
-			p.slots <- struct{}{}
+		// Several jobs but not all that were asked for: jobs arrive faster
+		// than one a call. A lone job is no such sign, so that a client
+		// that waits for each job before it enqueues the next never waits
+		// for the window.
+		lastShort = e.batchWindow > 0 && len(leases) > 1 && len(leases) < free
+		if unused := free - len(leases); unused > 0 {
+			p.idle.Add(int64(unused))
 		}
 		if err != nil && ctx.Err() == nil {
 			if !failing {
@@ -278,22 +304,39 @@ func (p *pool) dispatch(ctx context.Context) {
 			e.log.Info("jobrelay: leasing again")
 			failing, backoff = false, 50*time.Millisecond
 		}
-		for _, l := range leases {
-			// A lease taken as the context ended still runs: shutdown
-			// hands it back after the grace period if it has not finished.
-			p.work <- p.start(l)
+		// A lease taken as the context ended still runs: shutdown hands it
+		// back after the grace period if it has not finished.
+		started = p.start(leases, started[:0])
+		for _, r := range started {
+			p.work <- r
 		}
+		clear(started)
 	}
 }
 
-// start registers a leased job as running here.
-func (p *pool) start(l *backend.Lease) *run {
+// start registers leased jobs as running here, under one lock for the
+// batch, and appends their runs to runs.
+func (p *pool) start(leases []*backend.Lease, runs []*run) []*run {
 	e := p.e
-	r := e.newRun(context.Background(), l, p)
+	for _, l := range leases {
+		runs = append(runs, e.newRun(context.Background(), l, p))
+	}
 	e.runMu.Lock()
-	e.runs[r.lease.JobID] = r
+	for _, r := range runs {
+		e.runs[r.lease.JobID] = r
+	}
 	e.runMu.Unlock()
-	return r
+	return runs
+}
+
+// free gives a worker back to the dispatcher.
+func (p *pool) free() {
+	if p.idle.Add(1) == 1 {
+		select {
+		case p.idleWake <- struct{}{}:
+		default: // a wake-up is pending already
+		}
+	}
 }
 
 // worker runs jobs until the pool closes. A worker whose handler overran
@@ -311,7 +354,7 @@ func (p *pool) worker() {
 			// The watchdog claimed the run and started a replacement.
 			return
 		}
-		p.slots <- struct{}{}
+		p.free()
 	}
 	p.workers.Done()
 }
@@ -320,7 +363,7 @@ func (p *pool) worker() {
 // recorded its outcome: a new goroutine takes its place and its slot.
 func (p *pool) abandon() {
 	go p.worker()
-	p.slots <- struct{}{}
+	p.free()
 }
 
 // shutdown waits for running jobs up to the shutdown timeout, then hands
@@ -347,35 +390,85 @@ func (p *pool) shutdown() {
 }
 
 // ack sends acknowledgements to the backend in batches: whatever is waiting
-// goes in one Finish call.
+// goes in one Finish call. With a batch window, it waits up to the window
+// for the acks of the other runs in flight, so that they go together.
 func (p *pool) ack() {
+	window := p.e.batchWindow
 	batch := make([]ackItem, 0, 256)
+	var acks []backend.Ack
+	var gather *time.Timer
 	for it := range p.acks {
 		batch = append(batch[:0], it)
-	more:
-		for len(batch) < cap(batch) {
-			select {
-			case it, ok := <-p.acks:
-				if !ok {
-					break more
+		open := p.takeWaiting(&batch)
+		if open && window > 0 && p.awaited(batch) {
+			gather = resetTimer(gather, window)
+		wait:
+			for p.awaited(batch) {
+				select {
+				case it, ok := <-p.acks:
+					if !ok {
+						break wait
+					}
+					batch = append(batch, it)
+				case <-gather.C:
+					break wait
 				}
-				batch = append(batch, it)
-			default:
-				break more
 			}
 		}
-		p.e.finish(batch)
+		acks = p.e.finish(batch, acks[:0])
+		clear(batch)
 	}
+}
+
+// takeWaiting appends the acks waiting in the channel to batch, up to its
+// capacity, and reports whether the channel is still open.
+func (p *pool) takeWaiting(batch *[]ackItem) bool {
+	for len(*batch) < cap(*batch) {
+		select {
+		case it, ok := <-p.acks:
+			if !ok {
+				return false
+			}
+			*batch = append(*batch, it)
+		default:
+			return true
+		}
+	}
+	return true
+}
+
+// awaited reports whether batch has room and other runs of this engine are
+// still going, whose acks it could carry too.
+func (p *pool) awaited(batch []ackItem) bool {
+	if len(batch) == cap(batch) {
+		return false
+	}
+	p.e.runMu.Lock()
+	running := len(p.e.runs)
+	p.e.runMu.Unlock()
+	return len(batch) < running
+}
+
+// resetTimer makes t fire after d, making it if it is nil. Since Go 1.23 a
+// Reset timer never delivers a stale tick.
+func resetTimer(t *time.Timer, d time.Duration) *time.Timer {
+	if t == nil {
+		return time.NewTimer(d)
+	}
+	t.Reset(d)
+	return t
 }
 
 // finish acknowledges a batch, retrying while the backend is unreachable so
 // that no outcome is dropped; a lease that was lost meanwhile is reported
-// and dropped.
-func (e *Engine) finish(batch []ackItem) {
-	acks := make([]backend.Ack, len(batch))
-	for i, it := range batch {
-		acks[i] = it.ack
+// and dropped. It builds the backend's acks in buf and returns it, cleared,
+// for the next batch.
+func (e *Engine) finish(batch []ackItem, buf []backend.Ack) []backend.Ack {
+	acks := buf
+	for _, it := range batch {
+		acks = append(acks, it.ack)
 	}
+	defer clear(acks)
 	backoff := 50 * time.Millisecond
 	var errs []error
 	for attempt := 0; ; attempt++ {
@@ -412,6 +505,7 @@ func (e *Engine) finish(batch []ackItem) {
 	if promote {
 		e.wakeScheduler()
 	}
+	return acks
 }
 
 // execute runs the handler of r in this goroutine and acknowledges the
@@ -455,7 +549,7 @@ func (e *Engine) watchdog(r *run) {
 
 func (e *Engine) sendAck(r *run, ack backend.Ack) {
 	if r.pool == nil {
-		e.finish([]ackItem{{run: r, ack: ack}})
+		e.finish([]ackItem{{run: r, ack: ack}}, nil)
 		return
 	}
 	r.pool.acks <- ackItem{run: r, ack: ack}

@@ -330,6 +330,20 @@ type Limiter interface {
 	Limits(ctx context.Context) ([]Limit, error)
 }
 
+// Batcher is implemented by a backend whose calls cost far more per call
+// than per job (a network round trip, a script's fixed cost), so that fewer,
+// larger Lease and Finish calls save it work. An engine that is busy then
+// gathers: after a Lease that came back with several jobs but fewer than it
+// asked for (jobs arrive faster than one a call) while workers still run, it
+// waits until BatchWindow has passed since that call began before it leases
+// again; and it holds acknowledgements for up to BatchWindow while more of
+// its jobs are still running, so that they go in one Finish call. A lone job
+// never waits: it starts and is acknowledged at once. A window of 0 turns
+// gathering off.
+type Batcher interface {
+	BatchWindow() time.Duration
+}
+
 // ListFilter selects jobs for List. Empty fields match everything.
 type ListFilter struct {
 	Queue string

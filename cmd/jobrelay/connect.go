@@ -5,9 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
-	"strconv"
+	"strings"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -30,18 +29,17 @@ func openEngine(ctx context.Context, o *options, create bool) (*engine.Engine, f
 	if o.bolt != "" {
 		return openBolt(o.bolt, create)
 	}
-	ro, err := redisOptions(o.redis)
+	client, addr, err := redisClient(o.redis)
 	if err != nil {
 		return nil, nil, err
 	}
-	if ro == nil {
+	if client == nil {
 		return nil, nil, usagef("no backend: give --bolt PATH or --redis URL (or set REDIS_URL)")
 	}
-	client := goredis.NewClient(ro)
 	b, err := redisbackend.New(ctx, client, redisbackend.Options{Prefix: o.prefix, CloseClient: true})
 	if err != nil {
 		client.Close()
-		return nil, nil, fmt.Errorf("connect to Redis at %s: %w", ro.Addr, err)
+		return nil, nil, fmt.Errorf("connect to Redis at %s: %w", addr, err)
 	}
 	e, err := engine.New(engine.WithBackend(b), engine.WithWorkerName(workerName))
 	if err != nil {
@@ -67,37 +65,29 @@ func openBolt(path string, create bool) (*engine.Engine, func(), error) {
 	return e, func() { e.Close() }, nil
 }
 
-// redisOptions reads a redis:// or rediss:// URL, or without one the
-// REDIS_URL variable, or REDIS_HOST, REDIS_PORT, REDIS_DB and
-// REDIS_PASSWORD; it returns nil when none is set.
-func redisOptions(url string) (*goredis.Options, error) {
-	if url == "" {
-		url = os.Getenv("REDIS_URL")
-	}
+// redisClient connects to a redis:// or rediss:// URL, or without one to
+// what the environment names, read as engine.WithRedisFromEnv reads it
+// (REDIS_URL, or REDIS_HOST, REDIS_PORT, REDIS_DB and REDIS_PASSWORD). It
+// returns nil when neither the URL nor any of those variables is set, so
+// that the caller can say that no backend was named; addr is for messages.
+func redisClient(url string) (client goredis.UniversalClient, addr string, err error) {
 	if url != "" {
 		ro, err := goredis.ParseURL(url)
 		if err != nil {
-			return nil, usagef("bad Redis URL: %v", err)
+			return nil, "", usagef("bad Redis URL: %v", err)
 		}
-		return ro, nil
+		return goredis.NewClient(ro), ro.Addr, nil
 	}
-	host, port := os.Getenv("REDIS_HOST"), os.Getenv("REDIS_PORT")
-	if host == "" && port == "" {
-		return nil, nil
+	named := false
+	for _, v := range []string{redisbackend.EnvURL, redisbackend.EnvHost, redisbackend.EnvPort, redisbackend.EnvDB} {
+		named = named || os.Getenv(v) != ""
 	}
-	if host == "" {
-		host = "localhost"
+	if !named {
+		return nil, "", nil
 	}
-	if port == "" {
-		port = "6379"
+	uo, err := redisbackend.ClientOptionsFromEnv()
+	if err != nil {
+		return nil, "", usagef("%v", err)
 	}
-	ro := &goredis.Options{Addr: net.JoinHostPort(host, port), Password: os.Getenv("REDIS_PASSWORD")}
-	if db := os.Getenv("REDIS_DB"); db != "" {
-		n, err := strconv.Atoi(db)
-		if err != nil {
-			return nil, usagef("REDIS_DB=%q is not a number", db)
-		}
-		ro.DB = n
-	}
-	return ro, nil
+	return goredis.NewUniversalClient(uo), strings.Join(uo.Addrs, ","), nil
 }
