@@ -13,13 +13,20 @@ import (
 func (b *Backend) Cancel(ctx context.Context, now time.Time, id, reason string) (backend.State, error) {
 	now = stamp(now)
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	defer b.unlock()
 	if b.closed {
 		return "", errClosed
 	}
-	j := b.jobs.get(id)
-	if j == nil {
+	j, hd, found := b.lookup(id)
+	switch {
+	case !found:
 		return "", notFound("cancel", id)
+	case j == nil:
+		// Archived, so terminal.
+		if st := b.arch.recs.at(hd).state; st != backend.StateCanceled {
+			return st, fmt.Errorf("memory: cancel %s: job is %s: %w", id, st, backend.ErrInvalidState)
+		}
+		return backend.StateCanceled, nil
 	}
 	switch j.State {
 	case backend.StateQueued, backend.StateScheduled, backend.StateDeferred, backend.StateRetrying:
@@ -52,25 +59,30 @@ func (b *Backend) Requeue(ctx context.Context, now time.Time, id string) error {
 	if b.closed {
 		return errClosed
 	}
-	j := b.jobs.get(id)
-	if j == nil {
+	j, hd, found := b.lookup(id)
+	var st backend.State
+	switch {
+	case j != nil:
+		st = j.State
+	case found:
+		st = b.arch.recs.at(hd).state
+	default:
 		return notFound("requeue", id)
 	}
-	if j.State != backend.StateFailed && j.State != backend.StateCanceled {
-		return fmt.Errorf("memory: requeue %s: job is %s: %w", id, j.State, backend.ErrInvalidState)
+	if st != backend.StateFailed && st != backend.StateCanceled {
+		return fmt.Errorf("memory: requeue %s: job is %s: %w", id, st, backend.ErrInvalidState)
 	}
-	b.expiring.drop(j)
+	// A live job is never terminal between calls (see unlock): j is
+	// archived, and comes back with no lease, dependents or cancel reason.
+	j = b.unarchive(hd)
 	j.Attempt, j.Failures, j.Stalls = 0, 0, 0
 	j.Error, j.Result = "", nil
 	j.Progress, j.ProgressMessage = 0, ""
 	j.RunAt, j.StartedAt, j.FinishedAt, j.ExpiresAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
-	if j.x != nil {
-		j.x.cancelReason, j.x.pending = "", 0
-	}
 	// The key is taken again only if nobody else holds it now; otherwise
 	// the job runs without it.
 	if j.UniqueKey != "" {
-		if h, ok := b.unique[j.UniqueKey]; !ok || h.j == j {
+		if u, ok := b.unique[j.UniqueKey]; !ok || u.archived && u.id == j.ID {
 			b.unique[j.UniqueKey] = uniqueHold{j: j}
 		} else if _, _, held := b.uniqueHolder(j.UniqueKey, now); !held {
 			b.unique[j.UniqueKey] = uniqueHold{j: j}

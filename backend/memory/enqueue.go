@@ -19,13 +19,13 @@ func (b *Backend) Enqueue(ctx context.Context, now time.Time, jobs []backend.New
 	recs := make([]*job, len(jobs))
 	var arena []byte
 	for i := range jobs {
-		recs[i] = newRecord(&jobs[i], now)
+		recs[i] = b.newRecord(&jobs[i], now)
 		recs[i].Payload = copyPayload(&arena, jobs[i].Payload, len(jobs))
 	}
 	results := make([]backend.EnqueueResult, len(jobs))
 
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	defer b.unlock()
 	if b.closed {
 		return nil, errClosed
 	}
@@ -42,8 +42,8 @@ func (b *Backend) Enqueue(ctx context.Context, now time.Time, jobs []backend.New
 
 // newRecord copies a NewJob into a fresh record, so that the caller may reuse
 // its buffers once Enqueue returns; the caller copies the payload.
-func newRecord(nj *backend.NewJob, now time.Time) *job {
-	j := &job{}
+func (b *Backend) newRecord(nj *backend.NewJob, now time.Time) *job {
+	j := b.spareJob()
 	j.ID = nj.ID
 	j.Type = nj.Type
 	j.Queue = nj.Queue
@@ -98,8 +98,8 @@ func (b *Backend) enqueueLocked(now time.Time, j *job) backend.EnqueueResult {
 	// duplicate of the job that has the ID. An ID above every stored one,
 	// as the engine makes them, needs no lookup.
 	if b.byID.mayHold(j.ID) {
-		if old := b.jobs.get(j.ID); old != nil {
-			return backend.EnqueueResult{ID: old.ID, State: old.State,
+		if st, ok := b.stateOf(j.ID); ok {
+			return backend.EnqueueResult{ID: j.ID, State: st,
 				Err: fmt.Errorf("memory: enqueue %s: ID exists: %w", j.ID, backend.ErrDuplicateJob)}
 		}
 	}
@@ -112,42 +112,43 @@ func (b *Backend) enqueueLocked(now time.Time, j *job) backend.EnqueueResult {
 
 	// Look at every parent before storing anything: an unknown one refuses
 	// the whole job.
-	var ended *job // a failed or canceled parent
+	var ended string // why a failed or canceled parent cancels j
 	pending := 0
 	for i, pid := range j.DependsOn {
 		if slices.Contains(j.DependsOn[:i], pid) {
 			continue
 		}
-		p := b.jobs.get(pid)
-		if p == nil {
+		st, ok := b.stateOf(pid)
+		if !ok {
 			return backend.EnqueueResult{Err: fmt.Errorf("memory: enqueue %s: depends on %s: %w", j.ID, pid, backend.ErrDependencyNotFound)}
 		}
-		switch p.State {
+		switch st {
 		case backend.StateCompleted:
 		case backend.StateFailed, backend.StateCanceled:
-			if ended == nil {
-				ended = p
+			if ended == "" {
+				ended = dependencyError(pid, st)
 			}
 		default:
 			pending++
 		}
 	}
 
-	b.jobs.put(j)
-	b.byID.insert(j)
+	b.store(j)
 	if j.UniqueKey != "" {
 		b.unique[j.UniqueKey] = uniqueHold{j: j}
 	}
 	switch {
-	case ended != nil:
-		j.Error = dependencyError(ended)
+	case ended != "":
+		j.Error = ended
 		b.terminate(j, backend.StateCanceled, now, j.FailureTTL)
 		b.emit(backend.EventCanceled, j, now).Error = j.Error
 	case pending > 0:
 		b.setState(j, backend.StateDeferred)
 		j.extra().pending = pending
 		for i, pid := range j.DependsOn {
-			if p := b.jobs.get(pid); p.State != backend.StateCompleted && !slices.Contains(j.DependsOn[:i], pid) {
+			// A parent that is not live is archived, so completed.
+			if p, _, _ := b.lookup(pid); p != nil && p.State != backend.StateCompleted &&
+				!slices.Contains(j.DependsOn[:i], pid) {
 				px := p.extra()
 				px.children = append(px.children, j)
 			}
@@ -182,7 +183,7 @@ func (b *Backend) uniqueHolder(key string, now time.Time) (string, backend.State
 		if !h.j.State.Terminal() || h.j.UniqueUntil.After(now) {
 			return h.j.ID, h.j.State, true
 		}
-	case h.until.After(now):
+	case h.until.After(now): // an archived or swept job
 		return h.id, h.state, true
 	}
 	return "", "", false
@@ -222,7 +223,7 @@ func (b *Backend) cancelDependents(p *job, now time.Time) {
 			if c.State != backend.StateDeferred {
 				continue
 			}
-			c.Error = dependencyError(p)
+			c.Error = dependencyError(p.ID, p.State)
 			b.terminate(c, backend.StateCanceled, now, c.FailureTTL)
 			b.emit(backend.EventCanceled, c, now).Error = c.Error
 			if c.x != nil && len(c.x.children) > 0 {
@@ -233,6 +234,6 @@ func (b *Backend) cancelDependents(p *job, now time.Time) {
 }
 
 // dependencyError says why a child was canceled, naming its parent.
-func dependencyError(p *job) string {
-	return "dependency " + p.ID + " " + string(p.State)
+func dependencyError(id string, st backend.State) string {
+	return "dependency " + id + " " + string(st)
 }

@@ -24,9 +24,9 @@ func (e *entry) live() bool { return e.gen == e.j.gen }
 const purgeMin = 64
 
 // timeHeap is a binary min-heap of entries by (key, seq): scheduled and
-// retrying jobs by RunAt, active jobs by lease expiry, terminal jobs by
-// ExpiresAt. The keys live in the entries, so that sifting never touches
-// the jobs themselves.
+// retrying jobs by RunAt, active jobs by lease expiry, parked jobs by their
+// place (see parked). The keys live in the entries, so that sifting never
+// touches the jobs themselves.
 type timeHeap struct {
 	items []entry
 	stale int

@@ -3,26 +3,28 @@ package memory
 import "slices"
 
 // chunkMax bounds a chunk of the ID index: inserting or deleting moves at
-// most this many pointers, and the chunk list stays n/chunkMax long.
+// most this many entries, and the chunk list stays n/chunkMax long.
 const chunkMax = 512
 
-// idIndex keeps every job in ID order for List, as a list of sorted chunks.
-// The engine makes IDs in creation order, so an insert is nearly always an
+// idIndex keeps the handles of the stored jobs in ID order for List, as a
+// list of sorted chunks; it holds no pointer per job (see archive). The
+// engine makes IDs in creation order, so an insert is nearly always an
 // append to the last chunk, and Sweep, which deletes the oldest jobs first,
-// nearly always trims the front of the first chunk; an ID out of order costs
-// a binary search and a move within one chunk.
+// nearly always trims the front of the first chunk; an ID out of order
+// costs a binary search and a move within one chunk.
 type idIndex struct {
-	chunks [][]*job
+	chunks [][]uint32
+	idOf   func(uint32) string // Backend.idOf
 }
 
-// search returns the position of the first job whose ID is >= id; ci is
+// search returns the position of the first entry whose ID is >= id; ci is
 // len(chunks) when there is none.
 func (x *idIndex) search(id string) (ci, i int) {
 	lo, hi := 0, len(x.chunks)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
 		c := x.chunks[m]
-		if c[len(c)-1].ID < id {
+		if x.idOf(c[len(c)-1]) < id {
 			lo = m + 1
 		} else {
 			hi = m
@@ -35,7 +37,7 @@ func (x *idIndex) search(id string) (ci, i int) {
 	l, h := 0, len(c)
 	for l < h {
 		m := int(uint(l+h) >> 1)
-		if c[m].ID < id {
+		if x.idOf(c[m]) < id {
 			l = m + 1
 		} else {
 			h = m
@@ -44,40 +46,41 @@ func (x *idIndex) search(id string) (ci, i int) {
 	return lo, l
 }
 
-// mayHold reports whether a job with id may be stored: false when id is
-// above every stored ID.
+// mayHold reports whether an entry with id may be here: false when id is
+// above every ID here.
 func (x *idIndex) mayHold(id string) bool {
-	return len(x.chunks) > 0 && x.last().ID >= id
+	return len(x.chunks) > 0 && x.idOf(x.last()) >= id
 }
 
-func (x *idIndex) insert(j *job) {
+func (x *idIndex) insert(v uint32) {
 	n := len(x.chunks)
-	if n == 0 || x.last().ID < j.ID {
+	id := x.idOf(v)
+	if n == 0 || x.idOf(x.last()) < id {
 		if n == 0 || len(x.chunks[n-1]) >= chunkMax {
-			x.chunks = append(x.chunks, make([]*job, 0, chunkMax))
+			x.chunks = append(x.chunks, make([]uint32, 0, chunkMax))
 			n++
 		}
-		x.chunks[n-1] = append(x.chunks[n-1], j)
+		x.chunks[n-1] = append(x.chunks[n-1], v)
 		return
 	}
-	ci, i := x.search(j.ID)
-	c := slices.Insert(x.chunks[ci], i, j)
+	ci, i := x.search(id)
+	c := slices.Insert(x.chunks[ci], i, v)
 	if len(c) <= chunkMax {
 		x.chunks[ci] = c
 		return
 	}
 	half := len(c) / 2
-	right := append(make([]*job, 0, chunkMax), c[half:]...)
+	right := append(make([]uint32, 0, chunkMax), c[half:]...)
 	clear(c[half:])
 	x.chunks[ci] = c[:half]
 	x.chunks = slices.Insert(x.chunks, ci+1, right)
 }
 
-func (x *idIndex) remove(j *job) {
+func (x *idIndex) remove(v uint32) {
 	// Sweep mostly deletes the oldest job, which is first.
-	if len(x.chunks) > 0 && x.chunks[0][0] == j {
+	if len(x.chunks) > 0 && x.chunks[0][0] == v {
 		c := x.chunks[0]
-		c[0] = nil
+		c[0] = 0
 		if len(c) == 1 {
 			x.chunks = slices.Delete(x.chunks, 0, 1)
 		} else {
@@ -85,13 +88,13 @@ func (x *idIndex) remove(j *job) {
 		}
 		return
 	}
-	ci, i := x.search(j.ID)
-	if ci == len(x.chunks) || x.chunks[ci][i] != j {
+	ci, i := x.search(x.idOf(v))
+	if ci == len(x.chunks) || x.chunks[ci][i] != v {
 		return
 	}
 	c := x.chunks[ci]
 	if i == 0 {
-		c[0] = nil
+		c[0] = 0
 		c = c[1:]
 	} else {
 		c = slices.Delete(c, i, i+1)
@@ -103,26 +106,40 @@ func (x *idIndex) remove(j *job) {
 	}
 }
 
-func (x *idIndex) last() *job {
+func (x *idIndex) last() uint32 {
 	c := x.chunks[len(x.chunks)-1]
 	return c[len(c)-1]
 }
 
-// after calls yield for each job whose ID is greater than cursor, in ID
-// order, until yield returns false.
-func (x *idIndex) after(cursor string, yield func(*job) bool) {
-	ci, i := 0, 0
+// idCursor walks an idIndex in ID order.
+type idCursor struct {
+	x     *idIndex
+	ci, i int
+}
+
+// after returns a cursor at the first entry whose ID is greater than
+// cursor.
+func (x *idIndex) after(cursor string) idCursor {
+	c := idCursor{x: x}
 	if cursor != "" {
-		ci, i = x.search(cursor)
-		if ci < len(x.chunks) && x.chunks[ci][i].ID == cursor {
-			i++
+		c.ci, c.i = x.search(cursor)
+		if c.ci < len(x.chunks) && x.idOf(x.chunks[c.ci][c.i]) == cursor {
+			c.next()
 		}
 	}
-	for ; ci < len(x.chunks); ci, i = ci+1, 0 {
-		for _, j := range x.chunks[ci][i:] {
-			if !yield(j) {
-				return
-			}
-		}
+	return c
+}
+
+// entry returns the entry at the cursor, or false at the end.
+func (c *idCursor) entry() (uint32, bool) {
+	if c.ci == len(c.x.chunks) {
+		return 0, false
+	}
+	return c.x.chunks[c.ci][c.i], true
+}
+
+func (c *idCursor) next() {
+	if c.i++; c.i == len(c.x.chunks[c.ci]) {
+		c.ci, c.i = c.ci+1, 0
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/jobrelay/engine/backend"
 )
@@ -116,10 +117,19 @@ func (b *Backend) leaseLocked(req backend.LeaseRequest, now time.Time, limit int
 		buf = appendHex(buf, b.tokenSeq, 16)
 	}
 	b.tokenBuf = buf
-	tokens := string(buf)
+	tokens := b.tokenString(buf)
 
-	boxes := make([]leaseBox, len(picked))
-	out := make([]*backend.Lease, len(picked))
+	var boxes []leaseBox
+	var out []*backend.Lease
+	if len(picked) == 1 {
+		// The dispatcher of a busy engine mostly asks for the one worker
+		// that just freed: one allocation then.
+		one := &leaseOne{}
+		boxes, out = one.box[:], one.out[:]
+	} else {
+		boxes = make([]leaseBox, len(picked))
+		out = make([]*backend.Lease, len(picked))
+	}
 	expires := now.Add(req.TTL)
 	expiresKey := nanos(expires)
 	for i, j := range picked {
@@ -143,6 +153,32 @@ func (b *Backend) leaseLocked(req backend.LeaseRequest, now time.Time, limit int
 	}
 	clear(picked)
 	return out
+}
+
+// leaseOne holds the result of a Lease of one job.
+type leaseOne struct {
+	box [1]leaseBox
+	out [1]*backend.Lease
+}
+
+// tokenBlock is the size of the blocks that tokens are copied into.
+const tokenBlock = 4 << 10
+
+// tokenString returns the tokens in buf as a string that shares a block
+// with the tokens of earlier calls, so that a lease of one job does not
+// allocate one. A block's bytes are never written again once a string
+// holds them, which is what unsafe.String asks; a block stays in memory
+// while any of its tokens does.
+func (b *Backend) tokenString(buf []byte) string {
+	if len(buf) > tokenBlock/4 {
+		return string(buf)
+	}
+	if cap(b.tokens)-len(b.tokens) < len(buf) {
+		b.tokens = make([]byte, 0, tokenBlock)
+	}
+	start := len(b.tokens)
+	b.tokens = append(b.tokens, buf...)
+	return unsafe.String(&b.tokens[start], len(buf))
 }
 
 // tokenDigits is the length of a token after the prefix: 8 hex digits of
@@ -250,7 +286,7 @@ func (b *Backend) Finish(ctx context.Context, now time.Time, acks []backend.Ack)
 	arena := make([]byte, 0, size)
 
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	defer b.unlock()
 	if b.closed {
 		return nil, errClosed
 	}
@@ -358,7 +394,7 @@ func (b *Backend) Reap(ctx context.Context, now time.Time) (int, error) {
 	now = stamp(now)
 	key := nanos(now)
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	defer b.unlock()
 	if b.closed {
 		return 0, errClosed
 	}

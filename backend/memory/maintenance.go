@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/jobrelay/engine/backend"
@@ -56,14 +57,15 @@ func (b *Backend) Sweep(ctx context.Context, now time.Time, limit int) (int, err
 		return 0, errClosed
 	}
 	deleted := 0
-	for e := b.expiring.min(); e != nil && e.key < key && deleted < limit; e = b.expiring.min() {
-		j := b.expiring.pop()
-		b.deleteLocked(j, now)
+	for e := b.arch.minExpiring(); e != nil && e.key < key && deleted < limit; e = b.arch.minExpiring() {
+		hd := e.hd
+		b.arch.expiring.removeTop()
+		b.deleteLocked(hd, now)
 		deleted++
 	}
 	for n := 0; n < limit && len(b.tombs) > 0 && b.tombs[0].until <= key; n++ {
 		t := heap.Pop(&b.tombs).(tomb)
-		if h, ok := b.unique[t.key]; ok && h.j == nil && h.id == t.id {
+		if h, ok := b.unique[t.key]; ok && h.j == nil && !h.archived && h.id == t.id {
 			delete(b.unique, t.key)
 		}
 	}
@@ -75,21 +77,28 @@ func (b *Backend) Sweep(ctx context.Context, now time.Time, limit int) (int, err
 	return deleted, nil
 }
 
-// deleteLocked removes a terminal job from every index. Its unique key
-// outlives it as a tomb while UniqueUntil holds it.
-func (b *Backend) deleteLocked(j *job, now time.Time) {
-	b.jobs.delete(j)
-	b.byID.remove(j)
-	j.q.counts[stateIndex(j.State)]--
-	if j.UniqueKey == "" {
+// deleteLocked removes the archived job hd, whose expiring entry Sweep
+// popped. Its unique key outlives it as a tomb while UniqueUntil holds it.
+func (b *Backend) deleteLocked(hd uint32, now time.Time) {
+	r := *b.arch.recs.at(hd)
+	b.queueAt[r.queue].counts[stateIndex(r.state)]--
+	var key, id string
+	var until time.Time
+	if r.unique {
+		key, until = uniqueOf(b.arch.body(hd))
+		id = strings.Clone(b.arch.id(hd))
+	}
+	b.forget(hd)
+	b.arch.remove(hd)
+	if !r.unique {
 		return
 	}
-	if h, ok := b.unique[j.UniqueKey]; ok && h.j == j {
-		if j.UniqueUntil.After(now) {
-			b.unique[j.UniqueKey] = uniqueHold{id: j.ID, state: j.State, until: j.UniqueUntil}
-			heap.Push(&b.tombs, tomb{until: nanos(j.UniqueUntil), key: j.UniqueKey, id: j.ID})
+	if h, ok := b.unique[key]; ok && h.archived && h.id == id {
+		if until.After(now) {
+			b.unique[key] = uniqueHold{id: id, state: r.state, until: until}
+			heap.Push(&b.tombs, tomb{until: nanos(until), key: key, id: id})
 		} else {
-			delete(b.unique, j.UniqueKey)
+			delete(b.unique, key)
 		}
 	}
 }

@@ -12,6 +12,15 @@
 // place in it (see limits.go), so that they cost O(log n) each and never
 // block the jobs behind them. Calls take batches, so that the mutex is taken
 // once per batch, not per job.
+//
+// Every stored job has a handle, a number, by which the table of IDs and the
+// ID order for List find it (table.go, index.go). A job that is not
+// terminal lives as a *job record; a terminal one, kept for its ResultTTL or
+// FailureTTL (24 h by default) and so most of the store, is packed into
+// byte slabs that the structures reach only by handle (archive.go): the
+// garbage collector does not scan what holds no pointers, so millions of
+// finished jobs cost it nothing. The record of an archived job is reused
+// by a later Enqueue.
 package memory
 
 import (
@@ -54,15 +63,20 @@ type Backend struct {
 	closed bool
 	done   chan struct{} // closed by Close, so that blocked calls return
 
-	jobs     jobTable
-	byID     idIndex           // every job in ID order, for List
-	queues   map[string]*queue // every queue that ever held a job or was paused
-	delayed  timeHeap          // scheduled and retrying jobs by RunAt
-	leased   timeHeap          // active jobs by LeaseExpiresAt
-	expiring timeHeap          // terminal jobs by ExpiresAt
-	unique   map[string]uniqueHold
-	tombs    tombHeap // unique keys of swept jobs still held by UniqueUntil
-	workers  map[string]backend.WorkerInfo
+	jobs    jobTable          // every job by ID and by handle
+	byID    idIndex           // every job in ID order, for List
+	arch    archive           // the terminal jobs, packed (see archive)
+	queues  map[string]*queue // every queue that ever held a job or was paused
+	queueAt []*queue          // the same by queue.num
+	delayed timeHeap          // scheduled and retrying jobs by RunAt
+	leased  timeHeap          // active jobs by LeaseExpiresAt
+	unique  map[string]uniqueHold
+	tombs   tombHeap // unique keys of swept jobs still held by UniqueUntil
+	workers map[string]backend.WorkerInfo
+	// ended holds the jobs that became terminal during the current call;
+	// unlock archives them, once the call is done with them.
+	ended []*job
+	pack  []byte // reused to pack a job
 
 	// limits holds the limit keys in use (see keyLimit); wakes those that a
 	// rate window or a throttle holds back, by when it ends. promotedAt is
@@ -79,6 +93,7 @@ type Backend struct {
 	slots     []*job
 	freeSlots []uint32
 	tokenBuf  []byte // reused by Lease to build a batch's tokens
+	tokens    []byte // the block that tokens are copied into (see tokenString)
 	scratch   []*job // reused by Lease to collect a batch
 
 	// ready is closed (and set to nil) when a job becomes queued or a queue
@@ -90,6 +105,9 @@ type Backend struct {
 	// cancels keeps the newest cancel requests of active jobs apart, for
 	// engines that read only those.
 	cancels eventLog
+
+	// spare holds the cleared records of archived jobs (see recycle).
+	spare sync.Pool
 }
 
 var (
@@ -109,7 +127,7 @@ func New(opts Options) *Backend {
 	}
 	var r [6]byte
 	_, _ = rand.Read(r[:]) // crypto/rand.Read never fails on supported platforms
-	return &Backend{
+	b := &Backend{
 		done:        make(chan struct{}),
 		jobs:        newJobTable(),
 		queues:      make(map[string]*queue),
@@ -120,6 +138,8 @@ func New(opts Options) *Backend {
 		events:      eventLog{size: size},
 		cancels:     eventLog{size: cancelLogSize},
 	}
+	b.byID.idOf = b.idOf
+	return b
 }
 
 // Close drops every job and makes later calls return ErrClosed; blocked
@@ -132,26 +152,31 @@ func (b *Backend) Close() error {
 	}
 	b.closed = true
 	close(b.done)
-	b.jobs, b.queues, b.unique, b.workers = jobTable{}, nil, nil, nil
+	b.jobs, b.queues, b.queueAt, b.unique, b.workers = jobTable{}, nil, nil, nil, nil
 	b.limits, b.wakes = nil, nil
-	b.byID, b.delayed, b.leased, b.expiring, b.tombs = idIndex{}, timeHeap{}, timeHeap{}, timeHeap{}, nil
+	b.byID.chunks, b.arch, b.delayed, b.leased, b.tombs = nil, archive{}, timeHeap{}, timeHeap{}, nil
+	b.ended, b.pack = nil, nil
 	b.events = eventLog{size: b.events.size}
 	b.cancels = eventLog{size: cancelLogSize}
-	b.scratch, b.tokenBuf, b.slots, b.freeSlots = nil, nil, nil, nil
+	b.scratch, b.tokenBuf, b.tokens, b.slots, b.freeSlots = nil, nil, nil, nil, nil
 	return nil
 }
 
-// job is the stored record: the public fields plus the indexes' bookkeeping.
+// job is the record of a live job (one that is not archived): the public
+// fields plus the indexes' bookkeeping.
 type job struct {
 	backend.Job
 
 	q *queue
-	// gen tells the live entry of the job from stale ones (see entry). The
-	// job's state says which index holds its live entry: queued q.ready,
-	// scheduled and retrying delayed, active leased, terminal expiring;
-	// deferred has none. A queued job that Lease parked because its limit
-	// key was held back has it in held instead of q.ready.
+	// gen tells the live entry of the job from stale ones (see entry); it
+	// only grows, even when the record is reused (see recycle). The job's
+	// state says which index holds its live entry: queued q.ready,
+	// scheduled and retrying delayed, active leased; deferred has none, and
+	// a terminal job is in none until its call archives it. A queued job
+	// that Lease parked because its limit key was held back has it in held
+	// instead of q.ready.
 	gen  uint64
+	hd   uint32    // the job's handle (see jobTable)
 	slot uint32    // active: the lease slot that its token names
 	x    *jobExtra // nil for most jobs
 	held *parked
@@ -175,6 +200,7 @@ func (j *job) extra() *jobExtra {
 // queue is one named queue: its ready jobs and its counters.
 type queue struct {
 	name  string
+	num   uint32 // the queue's index in Backend.queueAt
 	ready readyQueue
 	// open holds the parked lists of this queue whose key may be open:
 	// Lease takes their jobs in turn with the ready ones. It is empty
@@ -186,14 +212,16 @@ type queue struct {
 	failed    int64
 }
 
-// uniqueHold records who holds a unique key. While the holder is stored, j
-// points to it and its state and UniqueUntil decide; after Sweep deleted it,
-// id, state and until remember it for as long as UniqueUntil holds the key.
+// uniqueHold records who holds a unique key. While the holder is live, j
+// points to it and its state and UniqueUntil decide. Once it is archived
+// (archived is set) or after Sweep deleted it, id, state and until remember
+// it: a terminal job holds its key for as long as UniqueUntil does.
 type uniqueHold struct {
-	j     *job
-	id    string
-	state backend.State
-	until time.Time
+	j        *job
+	id       string
+	state    backend.State
+	until    time.Time
+	archived bool
 }
 
 const numStates = 8
@@ -223,8 +251,9 @@ func stateIndex(s backend.State) int {
 func (b *Backend) queueLocked(name string) *queue {
 	q := b.queues[name]
 	if q == nil {
-		q = &queue{name: name}
+		q = &queue{name: name, num: uint32(len(b.queueAt))}
 		b.queues[name] = q
+		b.queueAt = append(b.queueAt, q)
 	}
 	return q
 }
@@ -260,12 +289,92 @@ func (b *Backend) makeDelayed(j *job, s backend.State) {
 	b.delayed.push(j, nanos(j.RunAt))
 }
 
-// terminate ends j in the terminal state s and keeps it for ttl.
+// terminate ends j in the terminal state s and keeps it for ttl. The call
+// archives it when it is done (see unlock): until then it may still release
+// or cancel its dependents.
 func (b *Backend) terminate(j *job, s backend.State, now time.Time, ttl time.Duration) {
 	b.setState(j, s)
 	j.FinishedAt = now
 	j.ExpiresAt = now.Add(ttl)
-	b.expiring.push(j, nanos(j.ExpiresAt))
+	b.ended = append(b.ended, j)
+}
+
+// unlock archives the jobs that ended during the call and releases the
+// mutex. Every call that may end jobs unlocks with it.
+func (b *Backend) unlock() {
+	if len(b.ended) > 0 {
+		for i, j := range b.ended {
+			b.archive(j)
+			b.ended[i] = nil
+		}
+		b.ended = b.ended[:0]
+	}
+	b.mu.Unlock()
+}
+
+// archive moves the terminal job j out of the live indexes into b.arch; it
+// keeps its handle.
+func (b *Backend) archive(j *job) {
+	b.pack = pack(b.pack[:0], &j.Job)
+	seq := b.arch.expiring.next()
+	b.arch.add(j.hd, b.pack, seq, j.q.num, j.State, j.UniqueKey != "")
+	b.arch.expiring.push(nanos(j.ExpiresAt), seq, j.hd)
+	*b.jobs.live.at(j.hd) = nil
+	if j.UniqueKey != "" {
+		if u, ok := b.unique[j.UniqueKey]; ok && u.j == j {
+			b.unique[j.UniqueKey] = uniqueHold{id: j.ID, state: j.State, until: j.UniqueUntil, archived: true}
+		}
+	}
+	if len(j.DependsOn) == 0 {
+		b.recycle(j)
+	}
+}
+
+// spareJob returns a cleared record: an archived job's (see recycle) or a
+// new one.
+func (b *Backend) spareJob() *job {
+	if j, ok := b.spare.Get().(*job); ok {
+		return j
+	}
+	return new(job)
+}
+
+// recycle clears the record of an archived job and offers it for reuse by
+// this backend's Enqueue, so that a busy backend does not allocate one per
+// job; records that no Enqueue takes (after a burst) go at the second
+// garbage collection, as sync.Pool does. Stale entries that point to it stay
+// stale, since its gen only grows, and read nothing else; no other pointer
+// to it is left, but in the dependents lists of a child's parents, which is
+// why a job with dependencies is not recycled. It is cleared here, under the
+// mutex, so that a spare record keeps nothing else in memory, and so that
+// Enqueue, which fills it outside the mutex, never writes gen while a stale
+// entry reads it. The pool is the backend's own: a stale entry reads gen
+// under this backend's mutex, which would not order the writes of another
+// backend that took the record.
+func (b *Backend) recycle(j *job) {
+	*j = job{gen: j.gen}
+	b.spare.Put(j)
+}
+
+// unarchive brings the archived job hd back as a live job, in its terminal
+// state and in no index but the ID ones.
+func (b *Backend) unarchive(hd uint32) *job {
+	r := *b.arch.recs.at(hd)
+	j := &job{q: b.queueAt[r.queue], hd: hd}
+	unpack(b.arch.body(hd), &j.Job)
+	j.State = r.state
+	j.Queue = j.q.name
+	b.arch.take(hd)
+	*b.jobs.live.at(hd) = j
+	return j
+}
+
+// archivedJob returns a copy of the archived job hd.
+func (b *Backend) archivedJob(hd uint32) *backend.Job {
+	r := b.arch.recs.at(hd)
+	j := &backend.Job{Queue: b.queueAt[r.queue].name, State: r.state}
+	unpack(b.arch.body(hd), j)
+	return j
 }
 
 // unindex takes a waiting job (queued, scheduled or retrying) out of its

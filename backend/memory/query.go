@@ -21,11 +21,14 @@ func (b *Backend) Job(ctx context.Context, id string) (*backend.Job, error) {
 	if b.closed {
 		return nil, errClosed
 	}
-	j := b.jobs.get(id)
-	if j == nil {
-		return nil, notFound("job", id)
+	j, hd, found := b.lookup(id)
+	switch {
+	case j != nil:
+		return j.snapshot(), nil
+	case found:
+		return b.archivedJob(hd), nil
 	}
-	return j.snapshot(), nil
+	return nil, notFound("job", id)
 }
 
 // List returns a page of jobs in ID order; see backend.Backend. A filter on
@@ -42,19 +45,34 @@ func (b *Backend) List(ctx context.Context, f backend.ListFilter) (backend.Page,
 		return backend.Page{}, errClosed
 	}
 	var page backend.Page
-	b.byID.after(f.Cursor, func(j *job) bool {
-		if f.Queue != "" && j.Queue != f.Queue || f.State != "" && j.State != f.State || f.Type != "" && j.Type != f.Type {
-			return true
+	for c := b.byID.after(f.Cursor); ; c.next() {
+		hd, ok := c.entry()
+		if !ok {
+			return page, nil
+		}
+		var queue, typ string
+		var state backend.State
+		j := *b.jobs.live.at(hd)
+		if j != nil {
+			queue, state, typ = j.Queue, j.State, j.Type
+		} else {
+			r := b.arch.recs.at(hd)
+			queue, state, typ = b.queueAt[r.queue].name, r.state, typeOf(b.arch.body(hd))
+		}
+		if f.Queue != "" && queue != f.Queue || f.State != "" && state != f.State || f.Type != "" && typ != f.Type {
+			continue
 		}
 		if len(page.Jobs) == limit {
 			// One more match exists: the page is not the last.
 			page.Next = page.Jobs[limit-1].ID
-			return false
+			return page, nil
 		}
-		page.Jobs = append(page.Jobs, j.snapshot())
-		return true
-	})
-	return page, nil
+		if j != nil {
+			page.Jobs = append(page.Jobs, j.snapshot())
+		} else {
+			page.Jobs = append(page.Jobs, b.archivedJob(hd))
+		}
+	}
 }
 
 // Stats counts jobs per queue and state; see backend.Backend. Every state has

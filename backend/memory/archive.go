@@ -1,0 +1,443 @@
+package memory
+
+import (
+	"encoding/binary"
+	"slices"
+	"time"
+	"unsafe"
+
+	"github.com/jobrelay/engine/backend"
+)
+
+// archive keeps the terminal jobs, which Sweep deletes only when their
+// ResultTTL or FailureTTL has passed (24 h by default): most stored jobs are
+// here. Each is packed into a record in a byte slab, and every structure
+// that finds one (jobTable by ID, idIndex in ID order, expiring by
+// ExpiresAt) holds its handle, a number, so that nothing holds a pointer per
+// archived job: the garbage collector neither scans these jobs nor marks
+// them, however many there are. A job comes back out as a *job only when
+// Requeue runs it again.
+type archive struct {
+	slabs     []slab
+	freeSlabs []uint32
+	cur       uint32        // the slab records are added to; len(slabs) before the first
+	recs      paged[record] // by handle, as long as jobTable.live
+	expiring  expiryHeap
+}
+
+// record locates one archived job and keeps what Stats, List's filters and
+// Sweep read without unpacking it. It is zero while the handle's job is
+// live or the handle is free.
+type record struct {
+	seq    uint64 // the job's entry in expiring; 0 unless archived
+	slab   uint32
+	off    uint32 // of the record's header in the slab
+	size   uint32 // of the record, header included
+	queue  uint32 // queue.num
+	state  backend.State
+	unique bool // the job has a UniqueKey
+}
+
+// slab is a block of packed records. Its records are never changed in
+// place: one is only appended, copied elsewhere or forgotten.
+type slab struct {
+	buf  []byte
+	live int // bytes of records still archived
+}
+
+const (
+	// slabSize is the size of a slab; a record above slabSize/4 gets a
+	// slab of its own, so that a large payload or result is freed with
+	// its job.
+	slabSize = 256 << 10
+	// headerSize is a record's header: its handle and its size.
+	headerSize = 8
+)
+
+// add archives, under handle hd, the job packed in rec (a record without
+// its header).
+func (a *archive) add(hd uint32, rec []byte, seq uint64, queue uint32, state backend.State, unique bool) {
+	s, off := a.place(hd, rec)
+	*a.recs.at(hd) = record{seq: seq, slab: s, off: off, size: uint32(headerSize + len(rec)), queue: queue, state: state, unique: unique}
+}
+
+// place copies rec with its header into a slab and returns where.
+func (a *archive) place(hd uint32, rec []byte) (uint32, uint32) {
+	n := headerSize + len(rec)
+	var s uint32
+	switch {
+	case n > slabSize/4:
+		s = a.newSlab(n)
+	case int(a.cur) < len(a.slabs) && cap(a.slabs[a.cur].buf)-len(a.slabs[a.cur].buf) >= n:
+		s = a.cur
+	default:
+		s = a.newSlab(slabSize)
+		a.cur = s
+	}
+	sl := &a.slabs[s]
+	off := len(sl.buf)
+	sl.buf = binary.LittleEndian.AppendUint32(sl.buf, hd)
+	sl.buf = binary.LittleEndian.AppendUint32(sl.buf, uint32(n))
+	sl.buf = append(sl.buf, rec...)
+	sl.live += n
+	return s, uint32(off)
+}
+
+func (a *archive) newSlab(size int) uint32 {
+	buf := make([]byte, 0, size)
+	if n := len(a.freeSlabs); n > 0 {
+		s := a.freeSlabs[n-1]
+		a.freeSlabs = a.freeSlabs[:n-1]
+		a.slabs[s] = slab{buf: buf}
+		return s
+	}
+	a.slabs = append(a.slabs, slab{buf: buf})
+	return uint32(len(a.slabs) - 1)
+}
+
+// body returns the packed job of handle hd. It is valid until a changes.
+func (a *archive) body(hd uint32) []byte {
+	r := a.recs.at(hd)
+	return a.slabs[r.slab].buf[r.off+headerSize : r.off+r.size]
+}
+
+// id returns the ID of handle hd without a copy: the string shares the
+// slab's memory, so it is only for comparing, never for keeping.
+func (a *archive) id(hd uint32) string {
+	b := a.body(hd)
+	n, k := binary.Uvarint(b)
+	if n == 0 {
+		return ""
+	}
+	return unsafe.String(&b[k], int(n))
+}
+
+// remove forgets the archived job hd, once Sweep popped its expiring entry.
+func (a *archive) remove(hd uint32) {
+	r := a.recs.at(hd)
+	s, size := r.slab, int(r.size)
+	*r = record{}
+	a.release(s, size)
+}
+
+// take forgets the archived job hd for Requeue: its expiring entry turns
+// stale.
+func (a *archive) take(hd uint32) {
+	a.remove(hd)
+	a.expiring.stale++
+	a.purgeExpiring()
+}
+
+// release frees size bytes of slab s. A slab with no record left is
+// dropped; one that stays mostly empty (a long-kept job among short-kept
+// ones) has its few records moved to the current slab, so that the memory
+// held stays within four times the records' size. The move costs at most a
+// quarter of the bytes freed before it.
+func (a *archive) release(s uint32, size int) {
+	sl := &a.slabs[s]
+	sl.live -= size
+	switch {
+	case s == a.cur:
+	case sl.live == 0:
+		a.dropSlab(s)
+	case sl.live < cap(sl.buf)/4 && cap(sl.buf) == slabSize:
+		a.compact(s)
+	}
+}
+
+func (a *archive) dropSlab(s uint32) {
+	a.slabs[s] = slab{}
+	a.freeSlabs = append(a.freeSlabs, s)
+}
+
+// compact moves the live records of slab s to the current slab and drops s.
+// A record is live when its handle still points at it.
+func (a *archive) compact(s uint32) {
+	buf := a.slabs[s].buf
+	for off := 0; off < len(buf); {
+		hd := binary.LittleEndian.Uint32(buf[off:])
+		n := int(binary.LittleEndian.Uint32(buf[off+4:]))
+		if int(hd) < a.recs.n {
+			if r := a.recs.at(hd); r.seq != 0 && r.slab == s && int(r.off) == off {
+				ns, noff := a.place(hd, buf[off+headerSize:off+n])
+				a.slabs[s].live -= n
+				r.slab, r.off = ns, noff
+			}
+		}
+		off += n
+	}
+	a.dropSlab(s)
+}
+
+// expiryEntry places an archived job in the expiring heap. It is live while
+// the job's record has the same seq.
+type expiryEntry struct {
+	key int64 // ExpiresAt in nanoseconds
+	seq uint64
+	hd  uint32
+}
+
+// expiryHeap is a binary min-heap of archived jobs by (ExpiresAt, seq), for
+// Sweep. A job that leaves the archive otherwise leaves a stale entry,
+// which the heap skips when it meets it and purges with the others once they
+// make up half of it.
+type expiryHeap struct {
+	items []expiryEntry
+	stale int
+	seq   uint64
+}
+
+// next returns the seq that the next archived job's entry gets.
+func (h *expiryHeap) next() uint64 {
+	h.seq++
+	return h.seq
+}
+
+func (h *expiryHeap) push(key int64, seq uint64, hd uint32) {
+	h.items = append(h.items, expiryEntry{key: key, seq: seq, hd: hd})
+	h.up(len(h.items) - 1)
+}
+
+// minExpiring returns the live entry with the smallest key, or nil, dropping stale
+// entries from the top on the way.
+func (a *archive) minExpiring() *expiryEntry {
+	h := &a.expiring
+	for len(h.items) > 0 {
+		if e := &h.items[0]; a.recs.at(e.hd).seq == e.seq {
+			return e
+		}
+		h.removeTop()
+		h.stale--
+	}
+	return nil
+}
+
+// purgeExpiring drops the stale entries once they are half the heap.
+func (a *archive) purgeExpiring() {
+	h := &a.expiring
+	if h.stale < purgeMin || h.stale <= len(h.items)/2 {
+		return
+	}
+	live := h.items[:0]
+	for _, e := range h.items {
+		if a.recs.at(e.hd).seq == e.seq {
+			live = append(live, e)
+		}
+	}
+	h.items = live
+	h.stale = 0
+	for i := len(live)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+	if shrinkable(len(h.items), cap(h.items)) {
+		h.items = slices.Clone(h.items)
+	}
+}
+
+func (h *expiryHeap) less(i, k int) bool {
+	a, b := &h.items[i], &h.items[k]
+	return a.key < b.key || a.key == b.key && a.seq < b.seq
+}
+
+func (h *expiryHeap) removeTop() {
+	n := len(h.items) - 1
+	h.items[0] = h.items[n]
+	h.items = h.items[:n]
+	if n > 0 {
+		h.down(0)
+	}
+	if shrinkable(n, cap(h.items)) {
+		h.items = slices.Clone(h.items)
+	}
+}
+
+func (h *expiryHeap) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if !h.less(i, p) {
+			return
+		}
+		h.items[i], h.items[p] = h.items[p], h.items[i]
+		i = p
+	}
+}
+
+func (h *expiryHeap) down(i int) {
+	n := len(h.items)
+	for {
+		l := 2*i + 1
+		if l >= n || l < 0 {
+			return
+		}
+		c := l
+		if r := l + 1; r < n && h.less(r, l) {
+			c = r
+		}
+		if !h.less(c, i) {
+			return
+		}
+		h.items[i], h.items[c] = h.items[c], h.items[i]
+		i = c
+	}
+}
+
+// pack appends the fields of a terminal job to buf, in the order unpack
+// reads them. Queue and State live in the record; the lease fields are
+// empty in every terminal job.
+func pack(buf []byte, j *backend.Job) []byte {
+	buf = appendString(buf, j.ID)
+	buf = appendString(buf, j.Type)
+	buf = appendBytes(buf, j.Payload)
+	if j.Meta == nil {
+		buf = binary.AppendUvarint(buf, 0)
+	} else {
+		buf = binary.AppendUvarint(buf, uint64(len(j.Meta))+1)
+		for k, v := range j.Meta {
+			buf = appendString(buf, k)
+			buf = appendString(buf, v)
+		}
+	}
+	for _, v := range [...]int64{int64(j.Priority), int64(j.Attempt), int64(j.Failures), int64(j.Stalls),
+		int64(j.MaxRetries), int64(j.MaxStalls), int64(j.Progress),
+		int64(j.Timeout), int64(j.ResultTTL), int64(j.FailureTTL)} {
+		buf = binary.AppendVarint(buf, v)
+	}
+	buf = appendString(buf, j.UniqueKey)
+	buf = appendString(buf, j.LimitKey)
+	buf = appendString(buf, j.ProgressMessage)
+	buf = appendString(buf, j.Error)
+	if j.DependsOn == nil {
+		buf = binary.AppendUvarint(buf, 0)
+	} else {
+		buf = binary.AppendUvarint(buf, uint64(len(j.DependsOn))+1)
+		for _, d := range j.DependsOn {
+			buf = appendString(buf, d)
+		}
+	}
+	buf = appendBytes(buf, j.Result)
+	for _, t := range [...]time.Time{j.UniqueUntil, j.CreatedAt, j.RunAt, j.StartedAt, j.FinishedAt, j.ExpiresAt} {
+		buf = binary.AppendVarint(buf, t.Unix())
+		buf = binary.AppendUvarint(buf, uint64(t.Nanosecond()))
+	}
+	return buf
+}
+
+func appendString(buf []byte, s string) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(s)))
+	return append(buf, s...)
+}
+
+// appendBytes tells nil from empty: the length is stored plus one.
+func appendBytes(buf, b []byte) []byte {
+	if b == nil {
+		return binary.AppendUvarint(buf, 0)
+	}
+	buf = binary.AppendUvarint(buf, uint64(len(b))+1)
+	return append(buf, b...)
+}
+
+// unpacker reads a packed job; the record was made by pack, so it does not
+// check for a short buffer.
+type unpacker struct{ b []byte }
+
+func (u *unpacker) uvarint() uint64 {
+	v, n := binary.Uvarint(u.b)
+	u.b = u.b[n:]
+	return v
+}
+
+func (u *unpacker) varint() int64 {
+	v, n := binary.Varint(u.b)
+	u.b = u.b[n:]
+	return v
+}
+
+func (u *unpacker) string() string {
+	n := u.uvarint()
+	s := string(u.b[:n])
+	u.b = u.b[n:]
+	return s
+}
+
+// view passes over a string and returns a view of it (see archive.id).
+func (u *unpacker) view() string {
+	n := int(u.uvarint())
+	if n == 0 {
+		return ""
+	}
+	s := unsafe.String(&u.b[0], n)
+	u.b = u.b[n:]
+	return s
+}
+
+func (u *unpacker) bytes() []byte {
+	n := u.uvarint()
+	if n == 0 {
+		return nil
+	}
+	b := make([]byte, n-1)
+	u.b = u.b[copy(b, u.b):]
+	return b
+}
+
+func (u *unpacker) time() time.Time {
+	sec := u.varint()
+	nsec := u.uvarint()
+	return time.Unix(sec, int64(nsec)).UTC()
+}
+
+// unpack fills j with the packed job in b; every string and slice is a copy.
+func unpack(b []byte, j *backend.Job) {
+	u := unpacker{b: b}
+	j.ID = u.string()
+	j.Type = u.string()
+	j.Payload = u.bytes()
+	if n := u.uvarint(); n > 0 {
+		j.Meta = make(map[string]string, n-1)
+		for range n - 1 {
+			k := u.string()
+			j.Meta[k] = u.string()
+		}
+	}
+	j.Priority = int(u.varint())
+	j.Attempt = int(u.varint())
+	j.Failures = int(u.varint())
+	j.Stalls = int(u.varint())
+	j.MaxRetries = int(u.varint())
+	j.MaxStalls = int(u.varint())
+	j.Progress = int(u.varint())
+	j.Timeout = time.Duration(u.varint())
+	j.ResultTTL = time.Duration(u.varint())
+	j.FailureTTL = time.Duration(u.varint())
+	j.UniqueKey = u.string()
+	j.LimitKey = u.string()
+	j.ProgressMessage = u.string()
+	j.Error = u.string()
+	if n := u.uvarint(); n > 0 {
+		j.DependsOn = make([]string, n-1)
+		for i := range j.DependsOn {
+			j.DependsOn[i] = u.string()
+		}
+	}
+	j.Result = u.bytes()
+	j.UniqueUntil = u.time()
+	j.CreatedAt = u.time()
+	j.RunAt = u.time()
+	j.StartedAt = u.time()
+	j.FinishedAt = u.time()
+	j.ExpiresAt = u.time()
+}
+
+// typeOf returns the Type of a packed job as a view (see archive.id).
+func typeOf(b []byte) string {
+	u := unpacker{b: b}
+	u.view()
+	return u.view()
+}
+
+// uniqueOf returns the UniqueKey (a copy) and UniqueUntil of a packed job.
+func uniqueOf(b []byte) (string, time.Time) {
+	var j backend.Job
+	unpack(b, &j)
+	return j.UniqueKey, j.UniqueUntil
+}
