@@ -135,7 +135,7 @@ func (b *Backend) enqueueSegment(ctx context.Context, now time.Time, jobs []back
 		idx := byQueue[q]
 		for len(idx) > 0 {
 			n := min(len(idx), enqueueChunk)
-			c := b.newCall(scriptEnqueue, q, now, 1+10*n)
+			c := b.newCall(scriptEnqueue, q, now, 1+9*n)
 			c.args = append(c.args, n)
 			for _, i := range idx[:n] {
 				at := now
@@ -159,15 +159,20 @@ func (b *Backend) enqueueSegment(ctx context.Context, now time.Time, jobs []back
 	for _, p := range parts {
 		reply, _ := p.c.cmd.Val().([]any)
 		for k, i := range p.idx {
-			var f []string
+			var item any
 			if k < len(reply) {
-				f = asStrings(reply[k])
+				item = reply[k]
 			}
-			if len(f) < 3 {
+			// A stored job's reply is its state alone; the others are
+			// {code, id, state}.
+			if st, ok := item.(string); ok {
+				results[i] = enqueueResult(&jobs[i], "ok", jobs[i].ID, st)
+			} else if f := asStrings(item); len(f) >= 3 {
+				results[i] = enqueueResult(&jobs[i], f[0], f[1], f[2])
+			} else {
 				results[i].Err = fmt.Errorf("redis: enqueue %s: unexpected reply", jobs[i].ID)
 				continue
 			}
-			results[i] = enqueueResult(&jobs[i], f[0], f[1], f[2])
 			if results[i].State != backend.StateDeferred || results[i].Err != nil {
 				continue
 			}
@@ -209,8 +214,8 @@ func appendJobArgs(args []any, j *backend.NewJob, now time.Time, found map[strin
 	if !j.RunAt.IsZero() {
 		runAt = nsString(j.RunAt)
 	}
-	args = append(args, j.ID, encodeNewJob(j, now), j.Priority, runAt, int64(j.FailureTTL), j.Type,
-		j.LimitKey, nsString(now), len(j.DependsOn))
+	args = append(args, j.ID, encodeNewJob(j, now), j.Priority, runAt, j.Type, j.LimitKey, nsString(now),
+		len(j.DependsOn))
 	for _, d := range j.DependsOn {
 		// A dependency in this queue (or found nowhere) is read by the
 		// script itself, atomically; one elsewhere comes with the state

@@ -20,7 +20,7 @@ local NOW
 -- conversions are remembered. They are pure, so the memory outlives the
 -- call (a library's upvalues live as long as it is loaded), until it holds
 -- CACHE_MAX entries: init_base then starts it afresh.
-local N2S, S2N, F2S, CACHED, CACHE_MAX = {}, {}, {}, 0, 2048
+local N2S, S2N, F2S, HDR, US, CACHED, CACHE_MAX = {}, {}, {}, {}, {}, 0, 2048
 -- n2s is tostring for small integers (lengths, attempts).
 local function n2s(n)
   local s = N2S[n]
@@ -53,10 +53,34 @@ local function num(x)
   return s
 end
 
+-- field_head is the start of a record's field of tag whose value is len
+-- bytes long: tag .. len .. ':' (see lib.lua), made once.
+local function field_head(tag, len)
+  local h = HDR[tag]
+  if not h then
+    h = {}
+    HDR[tag] = h
+  end
+  local s = h[len]
+  if not s then
+    s = tag .. n2s(len) .. ':'
+    h[len] = s
+    CACHED = CACHED + 1
+  end
+  return s
+end
+
 -- us turns a nanosecond time or duration into microseconds (for scores).
+-- A call meets the same now and the same TTLs job after job.
 local function us(ns)
-  if not ns or #ns <= 3 then return 0 end
-  return s2n(sub(ns, 1, -4)) or 0
+  if not ns then return 0 end
+  local u = US[ns]
+  if not u then
+    u = #ns > 3 and tonumber(sub(ns, 1, -4)) or 0
+    US[ns] = u
+    CACHED = CACHED + 1
+  end
+  return u
 end
 
 -- later reports whether time a is after time b, both decimal nanoseconds:
@@ -100,7 +124,7 @@ local function init_base(keys, argv, lk)
     rcall = redis.call
   end
   NOW = argv[1]
-  if CACHED > CACHE_MAX then N2S, S2N, F2S, CACHED = {}, {}, {}, 0 end
+  if CACHED > CACHE_MAX then N2S, S2N, F2S, HDR, US, CACHED = {}, {}, {}, {}, {}, 0 end
   -- Strings are interned: the same limits key as the last call's costs a
   -- comparison here, not new strings.
   local kl = keys[lk]

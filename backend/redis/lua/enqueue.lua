@@ -1,13 +1,15 @@
 -- enqueue stores new jobs of one queue, each in order. Unique keys were
 -- claimed before, in the registry of all queues (unique.lua).
--- ARGV[4] is the number of jobs; each job then takes 9 values and 3 per
+-- ARGV[4] is the number of jobs; each job then takes 8 values and 3 per
 -- dependency:
---   id, body (see lib.lua), priority, RunAt (ns or ''), FailureTTL (ns),
---   type, limit key, now (ns), n,
+--   id, body (see lib.lua), priority, RunAt (ns or ''), type, limit key,
+--   now (ns), n,
 --   then n times: dependency ID, its queue, its state code there ('' when
 --   it is in this queue, which the script reads itself; '-' when not found).
--- It returns one {code, id, state} per job: code is 'ok', 'exists' (the ID
--- is taken) or 'nodep' (id names the dependency that was not found).
+-- It returns one reply per job: the state code of a job stored, or
+-- {code, id, state} where code is 'exists' (the ID is taken) or 'nodep'
+-- (id names the dependency that was not found). A lone string costs Redis
+-- far less to hand back than a list of three.
 --
 -- Each job comes with its own now: jobs of several Enqueue calls that
 -- arrived together share one call (see group.go), each as of its own call.
@@ -18,14 +20,15 @@
 
 -- The common single Enqueue, one job without dependencies, takes a short
 -- road: HSETNX stores it and finds a taken ID in one command.
-if ARGV[4] == '1' and ARGV[13] == '0' then
+if ARGV[4] == '1' and ARGV[12] == '0' then
   local id, p = ARGV[5], ARGV[7]
-  NOW = ARGV[12]
-  local r = {body = ARGV[6], tp = ARGV[10], sp = {P = p, K = ARGV[9], c = NOW}}
+  NOW = ARGV[11]
+  local r = {body = ARGV[6], tp = ARGV[9]}
   if ARGV[8] ~= '' then r.x = ARGV[8] end
-  if ARGV[11] ~= '' then r.k = ARGV[11] end
+  if ARGV[10] ~= '' then r.k = ARGV[10] end
   r.s = (r.x and later(r.x, NOW)) and 's' or 'q'
-  if rcall('HSETNX', K_JOBS, id, enc(r)) == 0 then
+  local rec = enc(r)
+  if rcall('HSETNX', K_JOBS, id, rec) == 0 then
     local old = dec(rcall('HGET', K_JOBS, id))
     return {{'exists', id, (old and old.s) or ''}}
   end
@@ -42,20 +45,22 @@ if ARGV[4] == '1' and ARGV[13] == '0' then
     end
     emit('queued', id, r)
   end
+  remember(rec, r)
   flush()
-  return {{'ok', id, r.s}}
+  return {r.s}
 end
 
-local jobs, ids = {}, {}
+local jobs, ids, none = {}, {}, {}
 local i = 5
 for k = 1, tonumber(ARGV[4]) do
-  local j = {id = ARGV[i], body = ARGV[i + 1], prio = ARGV[i + 2], runat = ARGV[i + 3], fttl = ARGV[i + 4],
-    typ = ARGV[i + 5], lkey = ARGV[i + 6], now = ARGV[i + 7], deps = {}}
-  local ndeps = tonumber(ARGV[i + 8])
+  local j = {id = ARGV[i], body = ARGV[i + 1], prio = ARGV[i + 2], runat = ARGV[i + 3], typ = ARGV[i + 4],
+    lkey = ARGV[i + 5], now = ARGV[i + 6], deps = none}
+  local ndeps = s2n(ARGV[i + 7])
+  if ndeps > 0 then j.deps = {} end
   for d = 0, ndeps - 1 do
-    j.deps[#j.deps + 1] = {ARGV[i + 9 + d * 3], ARGV[i + 10 + d * 3], ARGV[i + 11 + d * 3]}
+    j.deps[#j.deps + 1] = {ARGV[i + 8 + d * 3], ARGV[i + 9 + d * 3], ARGV[i + 10 + d * 3]}
   end
-  i = i + 9 + ndeps * 3
+  i = i + 8 + ndeps * 3
   jobs[k] = j
   ids[k] = j.id
 end
@@ -113,7 +118,7 @@ for k, j in ipairs(jobs) do
   end
 
   if not result then
-    local r = {a = '0', body = j.body, tp = j.typ, sp = {P = j.prio, K = j.fttl, c = NOW}}
+    local r = {a = '0', body = j.body, tp = j.typ, cr = NOW}
     if j.runat ~= '' then r.x = j.runat end
     if j.lkey ~= '' then r.k = j.lkey end
     if ended then
@@ -154,7 +159,7 @@ for k, j in ipairs(jobs) do
     r.a = nil
     new[id] = r
     order[#order + 1] = id
-    result = {'ok', id, r.s}
+    result = r.s
   end
   out[k] = result
 end
@@ -163,7 +168,13 @@ if #order > 0 then
   local hset = {'HSET', K_JOBS}
   for _, id in ipairs(order) do
     hset[#hset + 1] = id
-    hset[#hset + 1] = enc(new[id])
+    local r = new[id]
+    local rec = enc(r)
+    -- A remembered head holds only what its record says (cr is NOW, the
+    -- body's creation time, but read from the body when needed).
+    r.cr = nil
+    remember(rec, r)
+    hset[#hset + 1] = rec
   end
   rcall(unpack(hset))
 end

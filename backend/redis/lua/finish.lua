@@ -74,7 +74,10 @@ for k = 1, n do
       emit('queued', id, r, 'x', retry_at, 'E', err)
     end
     hset[#hset + 1] = id
-    hset[#hset + 1] = enc(r)
+    local rec = enc(r)
+    -- An ended job is read again only by Sweep or a lookup: not worth a place.
+    if not TERMINAL[r.s] then remember(rec, r) end
+    hset[#hset + 1] = rec
   end
 end
 if #zrem > 2 then

@@ -22,7 +22,9 @@ for k, id in ipairs(ids) do
     seen[id] = true
     r.l = until_ns
     hset[#hset + 1] = id
-    hset[#hset + 1] = enc(r)
+    local rec = enc(r)
+    remember(rec, r)
+    hset[#hset + 1] = rec
     zadd[#zadd + 1] = until_us
     zadd[#zadd + 1] = id
     out[k] = (r.C == '1') and 'cancel' or 'ok'

@@ -16,7 +16,9 @@ end
 local max, worker, until_ns, prefix, corrupt_ttl = s2n(ARGV[4]), ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 -- Parked jobs whose key has room now go back in line first, where they stood.
 unpark()
-local until_us = num(us(until_ns))
+-- The expiry's score, in µs: its decimal string without the last three
+-- digits, as num(us(until_ns)) would write it, without two conversions.
+local until_us = #until_ns > 3 and sub(until_ns, 1, -4) or '0'
 local out, taken = {}, 0
 local hset, zadd = {'HSET', K_JOBS}, {'ZADD', K_ACTIVE}
 local prios = rcall('ZREVRANGE', K_PRIOS, 0, -1)
@@ -71,6 +73,7 @@ for pi, p in ipairs(prios) do
         if LIMITS_ON and r.k then admit(r.k, r.L) end
         emit('active', id, r)
         local rec = enc(r)
+        remember(rec, r)
         hset[#hset + 1] = id
         hset[#hset + 1] = rec
         zadd[#zadd + 1] = until_us

@@ -73,10 +73,46 @@ local STATE = {q = 'queued', s = 'scheduled', d = 'deferred', a = 'active', r = 
   c = 'completed', f = 'failed', x = 'canceled'}
 local TERMINAL = {c = true, f = true, x = true}
 
+-- Records that a transition wrote lately, by the record string itself, each
+-- with its decoded head: the next transition of the job (finish after
+-- lease, lease after enqueue while the backlog is short) reads the same
+-- string back from Redis and copies the head instead of parsing it. Strings
+-- are interned in Lua, so the lookup hashes a pointer. A head depends on its
+-- string alone, so an entry stays right whoever wrote or copied the record,
+-- and the cache lives across calls (the library's upvalues; a script starts
+-- with it empty), in two generations: past RECS_MAX entries or
+-- RECS_MAX_BYTES of records, the newer one becomes the older and the older
+-- goes. A remembered table is never written again (dec hands out copies).
+local RECS, RECS_OLD, RECS_N, RECS_BYTES, RECS_MAX, RECS_MAX_BYTES = {}, {}, 0, 0, 512, 1048576
+
+-- remember keeps r as the decoded head of record s, which enc(r) just made:
+-- r then holds only what s says (its fields, and what typ and spec read from
+-- its body), and the caller must not change it afterwards.
+local function remember(s, r)
+  -- A large record costs little to decode next to its size (dec copies its
+  -- body whole either way), and would crowd out many small ones.
+  if #s > 65536 then return end
+  if RECS_N >= RECS_MAX or RECS_BYTES >= RECS_MAX_BYTES then
+    RECS_OLD, RECS, RECS_N, RECS_BYTES = RECS, {}, 0, 0
+  end
+  RECS[s] = r
+  RECS_N = RECS_N + 1
+  RECS_BYTES = RECS_BYTES + #s
+end
+
 -- dec parses the head of a record into a table; r.body keeps the rest (from
 -- field t on) as it is. It returns nil and why for a record it cannot read.
 local function dec(s)
-  local r, i, n = {}, 1, #s
+  -- The table is made with room for the fields a transition usually has
+  -- and adds, so that it does not grow (each growth rehashes it).
+  local r = {s = nil, a = nil, b = nil, L = nil, l = nil, W = nil, h = nil, y = nil, body = nil, tp = nil, sp = nil}
+  local c = RECS[s] or RECS_OLD[s]
+  if c then
+    -- A copy, which the caller may change.
+    for k, v in pairs(c) do r[k] = v end
+    return r
+  end
+  local i, n = 1, #s
   while i <= n do
     local tag, len, at = match(s, '^(.)(%d+):()', i)
     if not tag then return nil, 'a field has no length' end
@@ -93,16 +129,26 @@ local function dec(s)
 end
 
 -- enc writes a record: its head fields (one-letter keys), then its body.
+-- It clears the empty fields it leaves out, so that r reads as the record
+-- decodes (see remember). The pieces go into one table that every call
+-- reuses (concat reads only the first n + 1), and the field heads come made
+-- (field_head).
+local PIECES = {}
 local function enc(r)
-  local out, n = {}, 0
+  local out, n = PIECES, 0
   for tag, v in pairs(r) do
-    if #tag == 1 and v ~= '' then
-      n = n + 1
-      out[n] = tag .. n2s(#v) .. ':' .. v
+    if #tag == 1 then
+      if v == '' then
+        r[tag] = nil
+      else
+        out[n + 1] = field_head(tag, #v)
+        out[n + 2] = v
+        n = n + 2
+      end
     end
   end
   out[n + 1] = r.body
-  return concat(out)
+  return concat(out, '', 1, n + 1)
 end
 
 -- typ returns a record's type, the first field of its body.
@@ -114,26 +160,45 @@ local function typ(r)
   return r.tp
 end
 
--- spec reads the options and the creation time from a record's body, the
--- fields after its type, once per record.
+-- spec returns a record's options (P priority, R MaxRetries, Z MaxStalls,
+-- o timeout, k ResultTTL, K FailureTTL, see record.go), read from its body
+-- once per record. Jobs share a few options strings, so each is parsed once
+-- (OPTS, up to OPTS_MAX of them, then afresh) into a table that every record
+-- with it shares: nothing may write in it.
+local OPTS, OPTS_N, OPTS_MAX, NO_OPTS = {}, 0, 256, {}
 local function spec(r)
-  if r.sp then return r.sp end
-  local sp, b = {}, r.body
-  local len, at = match(b, '^t(%d+):()')
+  local sp = r.sp
+  if sp then return sp end
+  local tp = typ(r)
+  local len, at = match(r.body, '^o(%d+):()', #field_head('t', #tp) + #tp + 1)
+  sp = NO_OPTS
   if len then
-    local i = at + s2n(len)
-    len, at = match(b, '^o(%d+):()', i)
-    if len then
-      len = s2n(len)
-      sp.P, sp.R, sp.Z, sp.o, sp.k, sp.K =
-        match(sub(b, at, at + len - 1), '^(%-?%d+),(%-?%d+),(%-?%d+),(%-?%d+),(%-?%d+),(%-?%d+)$')
-      i = at + len
+    local o = sub(r.body, at, at + s2n(len) - 1)
+    sp = OPTS[o]
+    if not sp then
+      if OPTS_N >= OPTS_MAX then OPTS, OPTS_N = {}, 0 end
+      sp = {}
+      sp.P, sp.R, sp.Z, sp.o, sp.k, sp.K = match(o, '^(%-?%d+),(%-?%d+),(%-?%d+),(%-?%d+),(%-?%d+),(%-?%d+)$')
+      OPTS[o] = sp
+      OPTS_N = OPTS_N + 1
     end
-    len, at = match(b, '^c(%d+):()', i)
-    if len then sp.c = sub(b, at, at + s2n(len) - 1) end
   end
   r.sp = sp
   return sp
+end
+
+-- created returns a record's creation time, the field after its options.
+local function created(r)
+  if r.cr then return r.cr end
+  local b = r.body
+  local len, at = match(b, '^t(%d+):()')
+  if not len then return nil end
+  local i = at + s2n(len)
+  len, at = match(b, '^o(%d+):()', i)
+  if len then i = at + s2n(len) end
+  len, at = match(b, '^c(%d+):()', i)
+  if len then r.cr = sub(b, at, at + s2n(len) - 1) end
+  return r.cr
 end
 
 -- body_fields parses the whole body (for the few scripts that need the
@@ -455,6 +520,6 @@ end
 local RECHECK_MIN_US, RECHECK_MAX_US = 5000000, 300000000
 
 local function recheck_at(r)
-  local age = us(NOW) - us(spec(r).c or NOW)
+  local age = us(NOW) - us(created(r) or NOW)
   return num(us(NOW) + math.min(math.max(age, RECHECK_MIN_US), RECHECK_MAX_US))
 end
