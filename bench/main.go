@@ -51,6 +51,7 @@ type config struct {
 	out           string
 	cpuProfile    string
 	runTimeout    time.Duration
+	batchWindow   time.Duration // < 0: each backend's own
 	verbose       bool
 	args          []string // the command line, for RESULTS.md
 }
@@ -98,6 +99,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	scens := fs.String("scenarios", strings.Join(scenarioIDs, ","), "scenarios to run: "+strings.Join(scenarioIDs, ","))
 	fs.StringVar(&cfg.out, "out", cfg.out, "folder for RESULTS.md and results.svg (empty: write neither)")
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "folder for CPU profiles, one per scenario and system (first run of each; profiling slows it)")
+	fs.DurationVar(&cfg.batchWindow, "batch-window", -1, "jobrelay engines' batch window (engine.WithBatchWindow; 0 turns it off); negative: each backend's own")
 	fs.DurationVar(&cfg.runTimeout, "run-timeout", cfg.runTimeout, "time limit of one run of one scenario on one system")
 	fs.BoolVar(&cfg.verbose, "v", false, "print each run, and what redis-server spent per job (CPU, calls)")
 	if err := fs.Parse(args); err != nil {

@@ -125,9 +125,12 @@ func openRedis(_ context.Context, env *env, concurrency int) (target, error) {
 		PoolSize: max(concurrency+8, defaultPoolSize()),
 	})
 	prefix := fmt.Sprintf("bench%d-%d", time.Now().UnixNano(), env.seq.Add(1))
-	t, err := newJobrelay(func() { rdb.Close() },
-		engine.WithRedisOptions(rdb, redisbackend.Options{Prefix: prefix}),
-		engine.WithConcurrency(concurrency))
+	opts := []engine.Option{engine.WithRedisOptions(rdb, redisbackend.Options{Prefix: prefix}),
+		engine.WithConcurrency(concurrency)}
+	if env.cfg.batchWindow >= 0 {
+		opts = append(opts, engine.WithBatchWindow(env.cfg.batchWindow))
+	}
+	t, err := newJobrelay(func() { rdb.Close() }, opts...)
 	if err != nil {
 		return nil, err
 	}
