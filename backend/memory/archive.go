@@ -180,7 +180,9 @@ type expiryEntry struct {
 // expiryHeap is a binary min-heap of archived jobs by (ExpiresAt, seq), for
 // Sweep. A job that leaves the archive otherwise leaves a stale entry,
 // which the heap skips when it meets it and purges with the others once they
-// make up half of it.
+// make up half of it. Its sifting is timeHeap's, over entries that hold no
+// pointer; one generic heap for both would call its comparison through a
+// dictionary on Lease's path, which timeHeap serves.
 type expiryHeap struct {
 	items []expiryEntry
 	stale int
