@@ -27,16 +27,20 @@ type archive struct {
 
 // record locates one archived job and keeps what Stats, List's filters and
 // Sweep read without unpacking it. It is zero while the handle's job is
-// live or the handle is free.
+// live or the handle is free. It holds no pointer (the state is its
+// stateIndex), so that the pages of records are not scanned either.
 type record struct {
 	seq    uint64 // the job's entry in expiring; 0 unless archived
 	slab   uint32
 	off    uint32 // of the record's header in the slab
 	size   uint32 // of the record, header included
 	queue  uint32 // queue.num
-	state  backend.State
-	unique bool // the job has a UniqueKey
+	st     uint8  // stateIndex of the job's state
+	unique bool   // the job has a UniqueKey
 }
+
+// state returns the archived job's state.
+func (r *record) state() backend.State { return stateAt[r.st] }
 
 // slab is a block of packed records. Its records are never changed in
 // place: one is only appended, copied elsewhere or forgotten.
@@ -58,7 +62,7 @@ const (
 // its header).
 func (a *archive) add(hd uint32, rec []byte, seq uint64, queue uint32, state backend.State, unique bool) {
 	s, off := a.place(hd, rec)
-	*a.recs.at(hd) = record{seq: seq, slab: s, off: off, size: uint32(headerSize + len(rec)), queue: queue, state: state, unique: unique}
+	*a.recs.at(hd) = record{seq: seq, slab: s, off: off, size: uint32(headerSize + len(rec)), queue: queue, st: uint8(stateIndex(state)), unique: unique}
 }
 
 // place copies rec with its header into a slab and returns where.

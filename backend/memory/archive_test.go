@@ -173,3 +173,15 @@ func TestRecycledRecordsUnderLoad(t *testing.T) {
 		<-done
 	}
 }
+
+// An archived record keeps its state as a stateIndex; stateAt must undo it.
+func TestStateAtUndoesStateIndex(t *testing.T) {
+	if len(stateAt) != numStates {
+		t.Fatalf("stateAt has %d states, want %d", len(stateAt), numStates)
+	}
+	for i, st := range stateAt {
+		if got := stateIndex(st); got != i {
+			t.Errorf("stateIndex(%s) = %d, want %d", st, got, i)
+		}
+	}
+}

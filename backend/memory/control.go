@@ -23,7 +23,7 @@ func (b *Backend) Cancel(ctx context.Context, now time.Time, id, reason string) 
 		return "", notFound("cancel", id)
 	case j == nil:
 		// Archived, so terminal.
-		if st := b.arch.recs.at(hd).state; st != backend.StateCanceled {
+		if st := b.arch.recs.at(hd).state(); st != backend.StateCanceled {
 			return st, fmt.Errorf("memory: cancel %s: job is %s: %w", id, st, backend.ErrInvalidState)
 		}
 		return backend.StateCanceled, nil
@@ -65,7 +65,7 @@ func (b *Backend) Requeue(ctx context.Context, now time.Time, id string) error {
 	case j != nil:
 		st = j.State
 	case found:
-		st = b.arch.recs.at(hd).state
+		st = b.arch.recs.at(hd).state()
 	default:
 		return notFound("requeue", id)
 	}

@@ -81,7 +81,7 @@ func (b *Backend) Sweep(ctx context.Context, now time.Time, limit int) (int, err
 // popped. Its unique key outlives it as a tomb while UniqueUntil holds it.
 func (b *Backend) deleteLocked(hd uint32, now time.Time) {
 	r := *b.arch.recs.at(hd)
-	b.queueAt[r.queue].counts[stateIndex(r.state)]--
+	b.queueAt[r.queue].counts[int(r.st)]--
 	var key, id string
 	var until time.Time
 	if r.unique {
@@ -95,7 +95,7 @@ func (b *Backend) deleteLocked(hd uint32, now time.Time) {
 	}
 	if h, ok := b.unique[key]; ok && h.archived && h.id == id {
 		if until.After(now) {
-			b.unique[key] = uniqueHold{id: id, state: r.state, until: until}
+			b.unique[key] = uniqueHold{id: id, state: r.state(), until: until}
 			heap.Push(&b.tombs, tomb{until: nanos(until), key: key, id: id})
 		} else {
 			delete(b.unique, key)

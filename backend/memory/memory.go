@@ -226,6 +226,10 @@ type uniqueHold struct {
 
 const numStates = 8
 
+// stateAt is the state of each stateIndex.
+var stateAt = [...]backend.State{backend.StateQueued, backend.StateScheduled, backend.StateDeferred,
+	backend.StateActive, backend.StateRetrying, backend.StateCompleted, backend.StateFailed, backend.StateCanceled}
+
 func stateIndex(s backend.State) int {
 	switch s {
 	case backend.StateQueued:
@@ -362,7 +366,7 @@ func (b *Backend) unarchive(hd uint32) *job {
 	r := *b.arch.recs.at(hd)
 	j := &job{q: b.queueAt[r.queue], hd: hd}
 	unpack(b.arch.body(hd), &j.Job)
-	j.State = r.state
+	j.State = r.state()
 	j.Queue = j.q.name
 	b.arch.take(hd)
 	*b.jobs.live.at(hd) = j
@@ -372,7 +376,7 @@ func (b *Backend) unarchive(hd uint32) *job {
 // archivedJob returns a copy of the archived job hd.
 func (b *Backend) archivedJob(hd uint32) *backend.Job {
 	r := b.arch.recs.at(hd)
-	j := &backend.Job{Queue: b.queueAt[r.queue].name, State: r.state}
+	j := &backend.Job{Queue: b.queueAt[r.queue].name, State: r.state()}
 	unpack(b.arch.body(hd), j)
 	return j
 }

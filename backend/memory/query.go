@@ -57,7 +57,7 @@ func (b *Backend) List(ctx context.Context, f backend.ListFilter) (backend.Page,
 			queue, state, typ = j.Queue, j.State, j.Type
 		} else {
 			r := b.arch.recs.at(hd)
-			queue, state, typ = b.queueAt[r.queue].name, r.state, typeOf(b.arch.body(hd))
+			queue, state, typ = b.queueAt[r.queue].name, r.state(), typeOf(b.arch.body(hd))
 		}
 		if f.Queue != "" && queue != f.Queue || f.State != "" && state != f.State || f.Type != "" && typ != f.Type {
 			continue

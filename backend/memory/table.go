@@ -67,7 +67,7 @@ func (b *Backend) stateOf(id string) (backend.State, bool) {
 	case j != nil:
 		return j.State, true
 	case found:
-		return b.arch.recs.at(hd).state, true
+		return b.arch.recs.at(hd).state(), true
 	}
 	return "", false
 }
