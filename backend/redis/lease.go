@@ -140,17 +140,14 @@ func (b *Backend) leaseQueue(ctx context.Context, req backend.LeaseRequest, q st
 	}
 	var out []*backend.Lease
 	taken := 0
-	for _, it := range items {
-		f, _ := it.([]any)
-		if len(f) < 2 {
-			continue
-		}
-		id, _ := f[0].(string)
-		rec, ok := f[1].(string)
+	// Pairs of ID and record, or ID and {why} for a corrupt record.
+	for i := 0; i+1 < len(items); i += 2 {
+		id, _ := items[i].(string)
+		rec, ok := items[i+1].(string)
 		if !ok {
 			why := ""
-			if len(f) > 2 {
-				why, _ = f[2].(string)
+			if f, _ := items[i+1].([]any); len(f) > 0 {
+				why, _ = f[0].(string)
 			}
 			b.log.Warn("redis: failed a job whose record is corrupt", "job_id", id, "queue", q, "why", why)
 			continue

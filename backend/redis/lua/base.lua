@@ -238,7 +238,7 @@ end
 local function wake_parked(k)
   for _, q in ipairs(rcall('SMEMBERS', lqueues_key(k))) do
     local base = '{' .. PREFIX .. ':' .. q .. '}:'
-    if rcall('HEXISTS', base .. 'meta', 'paused') == 0 then rcall('ZADD', base .. 'wake', 0, 'w') end
+    if rcall('HEXISTS', base .. 'meta', 'paused') == 0 then rcall('ZADD', base .. 'wake', '0', 'w') end
   end
 end
 
@@ -248,7 +248,7 @@ local function flush_limits()
   if not nxt(LDELTA) then return end
   for k, d in pairs(LDELTA) do
     if d ~= 0 then
-      if rcall('HINCRBY', K_LACTIVE, k, d) <= 0 then rcall('HDEL', K_LACTIVE, k) end
+      if rcall('HINCRBY', K_LACTIVE, k, n2s(d)) <= 0 then rcall('HDEL', K_LACTIVE, k) end
       if d < 0 and room(k) > 0 then wake_parked(k) end
     end
   end

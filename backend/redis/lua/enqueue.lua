@@ -23,48 +23,56 @@
 if ARGV[4] == '1' and ARGV[12] == '0' then
   local id, p = ARGV[5], ARGV[7]
   NOW = ARGV[11]
-  local r = {body = ARGV[6], tp = ARGV[9]}
+  -- Made with every field it may get, so that it never grows.
+  local r = {s = 'q', body = ARGV[6], tp = ARGV[9], x = nil, k = nil}
   if ARGV[8] ~= '' then r.x = ARGV[8] end
   if ARGV[10] ~= '' then r.k = ARGV[10] end
-  r.s = (r.x and later(r.x, NOW)) and 's' or 'q'
+  if r.x and later(r.x, NOW) then r.s = 's' end
   local rec = enc(r)
   if rcall('HSETNX', K_JOBS, id, rec) == 0 then
     local old = dec(rcall('HGET', K_JOBS, id))
     return {{'exists', id, (old and old.s) or ''}}
   end
   move(nil, r.s)
+  local keep = true
   if r.s == 's' then
     rcall('ZADD', K_SCHED, num(us(r.x)), id)
     emit('queued', id, r, 'x', r.x)
   else
     -- A list that was empty had no entry in prios and, unless other lists
     -- had jobs, no wake marker; one that was not has both (see below).
-    if rcall('RPUSH', ready_key(p), id) == 1 then
+    local n = rcall('RPUSH', ready_key(p), id)
+    if n == 1 then
       rcall('ZADD', K_PRIOS, p, p)
       wake()
     end
     emit('queued', id, r)
+    keep = n <= RECS_BACKLOG
   end
-  remember(rec, r)
+  if keep then remember(rec, r) end
   flush()
   return {r.s}
 end
 
-local jobs, ids, none = {}, {}, {}
+-- A job is read where it stands in ARGV (at[k] is the index of job k's ID):
+-- a table per job would cost more than the rest of its parsing.
+local at, deps_of_job, ids, none = {}, {}, {}, {}
 local i = 5
 for k = 1, tonumber(ARGV[4]) do
-  local j = {id = ARGV[i], body = ARGV[i + 1], prio = ARGV[i + 2], runat = ARGV[i + 3], typ = ARGV[i + 4],
-    lkey = ARGV[i + 5], now = ARGV[i + 6], deps = none}
   local ndeps = s2n(ARGV[i + 7])
-  if ndeps > 0 then j.deps = {} end
-  for d = 0, ndeps - 1 do
-    j.deps[#j.deps + 1] = {ARGV[i + 8 + d * 3], ARGV[i + 9 + d * 3], ARGV[i + 10 + d * 3]}
+  local deps = none
+  if ndeps > 0 then
+    deps = {}
+    for d = 0, ndeps - 1 do
+      deps[d + 1] = {ARGV[i + 8 + d * 3], ARGV[i + 9 + d * 3], ARGV[i + 10 + d * 3]}
+    end
   end
+  at[k] = i
+  deps_of_job[k] = deps
+  ids[k] = ARGV[i]
   i = i + 8 + ndeps * 3
-  jobs[k] = j
-  ids[k] = j.id
 end
-if #jobs == 0 then return {} end
+if #ids == 0 then return {} end
 
 local existing = rcall('HMGET', K_JOBS, unpack(ids))
 local new, order = {}, {}
@@ -79,9 +87,9 @@ local function parent(id)
 end
 
 local out = {}
-for k, j in ipairs(jobs) do
-  local id = j.id
-  NOW = j.now
+for k, id in ipairs(ids) do
+  local a, deps = at[k], deps_of_job[k]
+  NOW = ARGV[a + 6]
   local result
   if new[id] then
     result = {'exists', id, new[id].s}
@@ -92,10 +100,12 @@ for k, j in ipairs(jobs) do
 
   -- Look at every dependency before storing anything: an unknown one
   -- refuses the whole job.
-  local ended, ended_state, local_waits, waits, cross_waits = nil, nil, {}, {}, false
-  if not result then
+  -- Most jobs have no dependency, and get no tables for them.
+  local ended, ended_state, local_waits, waits, cross_waits = nil, nil, none, none, false
+  if not result and deps ~= none then
     local seen = {}
-    for _, d in ipairs(j.deps) do
+    local_waits, waits = {}, {}
+    for _, d in ipairs(deps) do
       local did, dq, ds = d[1], d[2], d[3]
       if not seen[did] then
         seen[did] = true
@@ -118,9 +128,10 @@ for k, j in ipairs(jobs) do
   end
 
   if not result then
-    local r = {a = '0', body = j.body, tp = j.typ, cr = NOW}
-    if j.runat ~= '' then r.x = j.runat end
-    if j.lkey ~= '' then r.k = j.lkey end
+    -- Made with room for every field it may get, so that it never grows.
+    local r = {body = ARGV[a + 1], tp = ARGV[a + 4], cr = NOW, s = nil, x = nil, k = nil, E = nil, w = nil}
+    if ARGV[a + 3] ~= '' then r.x = ARGV[a + 3] end
+    if ARGV[a + 5] ~= '' then r.k = ARGV[a + 5] end
     if ended then
       r.E = 'dependency ' .. ended .. ' ' .. STATE[ended_state]
       terminate(id, r, 'x')
@@ -148,7 +159,7 @@ for k, j in ipairs(jobs) do
     else
       move(nil, 'q')
       r.s = 'q'
-      local p = j.prio
+      local p = ARGV[a + 2]
       if not ready[p] then
         ready[p] = {'RPUSH', ready_key(p)}
         ready_prios[#ready_prios + 1] = p
@@ -156,7 +167,6 @@ for k, j in ipairs(jobs) do
       ready[p][#ready[p] + 1] = id
       emit('queued', id, r)
     end
-    r.a = nil
     new[id] = r
     order[#order + 1] = id
     result = r.s
@@ -164,31 +174,36 @@ for k, j in ipairs(jobs) do
   out[k] = result
 end
 
-if #order > 0 then
-  local hset = {'HSET', K_JOBS}
-  for _, id in ipairs(order) do
-    hset[#hset + 1] = id
-    local r = new[id]
-    local rec = enc(r)
-    -- A remembered head holds only what its record says (cr is NOW, the
-    -- body's creation time, but read from the body when needed).
-    r.cr = nil
-    remember(rec, r)
-    hset[#hset + 1] = rec
-  end
-  rcall(unpack(hset))
-end
 -- The marker needs setting only where a list was empty: while jobs are
 -- ready, either the marker is there or the Lease call that took it will
 -- lease and leave it again for the jobs still ready (or put it back).
-local made = false
+local made, backlog = false, 0
 for _, p in ipairs(ready_prios) do
-  if rcall(unpack(ready[p])) == #ready[p] - 2 then
+  local n = rcall(unpack(ready[p]))
+  if n > backlog then backlog = n end
+  if n == #ready[p] - 2 then
     rcall('ZADD', K_PRIOS, p, p)
     made = true
   end
 end
 if made then wake() end
+if #order > 0 then
+  local keep = backlog <= RECS_BACKLOG
+  local hset = {'HSET', K_JOBS}
+  for _, id in ipairs(order) do
+    hset[#hset + 1] = id
+    local r = new[id]
+    local rec = enc(r)
+    if keep then
+      -- A remembered head holds only what its record says (cr is NOW, the
+      -- body's creation time, but read from the body when needed).
+      r.cr = nil
+      remember(rec, r)
+    end
+    hset[#hset + 1] = rec
+  end
+  rcall(unpack(hset))
+end
 if #sched > 2 then rcall(unpack(sched)) end
 flush()
 return out

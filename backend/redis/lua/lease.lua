@@ -5,8 +5,10 @@
 -- ARGV[8] how long a corrupt job is kept once failed (ns), ARGV[9] '1'
 -- when the caller took the queue's wake marker to make this call (see the
 -- end).
--- It returns {'paused'} for a paused queue, or a list of {id, record}, where
--- a job whose record was corrupt comes as {id, false, why}.
+-- It returns {'paused'} for a paused queue, or a flat list of pairs: each
+-- job's ID, then its record, or {why} for a job whose record was corrupt
+-- (one list rather than a list per job: each costs Redis a table and a
+-- nested reply).
 
 if paused() then
   rcall('DEL', K_WAKE)
@@ -30,7 +32,7 @@ for pi, p in ipairs(prios) do
   local drained = false
   while taken < max do
     local want = max - taken
-    local ids = rcall('LPOP', key, want)
+    local ids = rcall('LPOP', key, n2s(want))
     if not ids then
       drained = true
       break
@@ -50,7 +52,8 @@ for pi, p in ipairs(prios) do
         count('queued', -1)
       elseif not r then
         fail_corrupt(id, why, raw, corrupt_ttl, 'q')
-        out[#out + 1] = {id, false, why}
+        out[#out + 1] = id
+        out[#out + 1] = {why}
       elseif r.s == 'q' and LIMITS_ON and r.k and
           (room(r.k) <= 0 or not UNPARKED[id] and rcall('EXISTS', parked_key(r.k)) == 1) then
         -- Its key is held back, or jobs of the key wait parked before it:
@@ -78,7 +81,8 @@ for pi, p in ipairs(prios) do
         hset[#hset + 1] = rec
         zadd[#zadd + 1] = until_us
         zadd[#zadd + 1] = id
-        out[#out + 1] = {id, rec}
+        out[#out + 1] = id
+        out[#out + 1] = rec
       end
     end
     if drained then break end
@@ -105,7 +109,7 @@ end
 if not ready_left then
   rcall('DEL', K_WAKE)
 elseif ARGV[9] == '1' then
-  rcall('ZADD', K_WAKE, 0, 'w')
+  rcall('ZADD', K_WAKE, '0', 'w')
 end
 flush()
 return out

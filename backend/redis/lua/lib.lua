@@ -83,7 +83,12 @@ local TERMINAL = {c = true, f = true, x = true}
 -- with it empty), in two generations: past RECS_MAX entries or
 -- RECS_MAX_BYTES of records, the newer one becomes the older and the older
 -- goes. A remembered table is never written again (dec hands out copies).
-local RECS, RECS_OLD, RECS_N, RECS_BYTES, RECS_MAX, RECS_MAX_BYTES = {}, {}, 0, 0, 512, 1048576
+local RECS, RECS_OLD, RECS_N, RECS_BYTES, RECS_MAX, RECS_MAX_BYTES = {}, {}, 0, 0, 256, 524288
+-- Enqueue remembers a new record only while at most RECS_BACKLOG jobs
+-- stand in its ready list: behind a longer line it would be pushed out
+-- before Lease reaches it, and would only crowd out the records that Lease
+-- remembered for Finish.
+local RECS_BACKLOG = RECS_MAX / 2
 
 -- remember keeps r as the decoded head of record s, which enc(r) just made:
 -- r then holds only what s says (its fields, and what typ and spec read from
@@ -266,16 +271,17 @@ local function move(from, to)
   if to then count(STATE[to], 1) end
 end
 
+-- The tables are emptied in place rather than made anew, so that a call
+-- leaves the collector no table of them to sweep.
 local function flush()
-  local any = false
   for field, d in pairs(delta) do
-    any = true
-    if d ~= 0 then rcall('HINCRBY', K_META, field, d) end
+    if d ~= 0 then rcall('HINCRBY', K_META, field, n2s(d)) end
+    delta[field] = nil
   end
-  if any then delta = {} end
-  if done_batch[1] then
+  local n = #done_batch
+  if n > 0 then
     rcall('ZADD', K_DONE, unpack(done_batch))
-    done_batch = {}
+    for i = n, 1, -1 do done_batch[i] = nil end
   end
   if LIMITS_ON then flush_limits() end
 end
@@ -316,7 +322,7 @@ local function paused() return rcall('HEXISTS', K_META, 'paused') == 1 end
 -- wake leaves the marker that blocked Lease calls wait for, unless the queue
 -- is paused (Resume leaves it then).
 local function wake()
-  if not paused() then rcall('ZADD', K_WAKE, 0, 'w') end
+  if not paused() then rcall('ZADD', K_WAKE, '0', 'w') end
 end
 
 local function ready_key(p) return BASE .. 'ready:' .. p end
