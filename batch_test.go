@@ -160,13 +160,13 @@ func TestWithBatchWindow(t *testing.T) {
 		{[]Option{WithBatchWindow(0)}, 0},                               // turned off
 		{[]Option{WithBatchWindow(time.Microsecond)}, time.Microsecond}, // overridden
 	} {
-		if got := newEngine(t, g, c.opts...).batchWindow; got != c.want {
+		if got := newEngine(t, g, c.opts...).cfg.batchWindow; got != c.want {
 			t.Errorf("with %d options: window %s, want %s", len(c.opts), got, c.want)
 		}
 	}
 	m := memory.New(memory.Options{})
 	defer m.Close()
-	if got := newEngine(t, m).batchWindow; got != 0 {
+	if got := newEngine(t, m).cfg.batchWindow; got != 0 {
 		t.Errorf("memory backend: window %s, want none", got)
 	}
 }

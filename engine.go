@@ -55,9 +55,6 @@ type Engine struct {
 	schedules periodicTable // see periodic.go
 	closeOnce sync.Once
 	closed    atomic.Bool
-	// batchWindow is how long a busy pool gathers leases and acks (see
-	// WithBatchWindow); 0 when it does not.
-	batchWindow time.Duration
 }
 
 // New builds an engine. Without a backend option it keeps jobs in memory.
@@ -102,9 +99,11 @@ func New(opts ...Option) (*Engine, error) {
 		e.workerName = fmt.Sprintf("%s:%d", host, os.Getpid())
 	}
 	e.workerID = jobid.New(time.Now())
-	e.batchWindow = cfg.batchWindow
-	if b, ok := e.backend.(backend.Batcher); ok && !cfg.batchWindowSet {
-		e.batchWindow = min(max(b.BatchWindow(), 0), maxBatchWindow)
+	if cfg.batchWindow < 0 { // not given: the backend's, if it has one
+		cfg.batchWindow = 0
+		if b, ok := e.backend.(backend.Batcher); ok {
+			cfg.batchWindow = min(max(b.BatchWindow(), 0), maxBatchWindow)
+		}
 	}
 	e.hub = newHub(e)
 	if err := e.applyLimits(); err != nil {

@@ -63,8 +63,7 @@ type config struct {
 	maxStalls       int
 	pollInterval    time.Duration
 	sweepInterval   time.Duration
-	batchWindow     time.Duration
-	batchWindowSet  bool
+	batchWindow     time.Duration // < 0 until WithBatchWindow: the backend's
 	limits          []Limit
 	errs            []error
 }
@@ -81,6 +80,7 @@ func defaultConfig() *config {
 		maxStalls:       DefaultMaxStalls,
 		pollInterval:    DefaultPollInterval,
 		sweepInterval:   DefaultSweepInterval,
+		batchWindow:     -1,
 	}
 }
 
@@ -249,9 +249,10 @@ func WithPollInterval(d time.Duration) Option {
 // run, the next waits until d has passed since it began; an acknowledgement
 // waits up to d for those of the other jobs still running. A job may so
 // start, and its outcome be recorded, up to d later while the engine is
-// busy; a lone job never waits (see backend.Batcher). 0 turns it off. Defaults to the backend's own window (backend.Batcher): the Redis
-// backend's redis.DefaultBatchWindow, where a call's fixed cost on the
-// server outweighs a few hundred microseconds; none for the memory and bbolt
+// busy; a lone job never waits (see backend.Batcher). 0 turns it off.
+// Defaults to the backend's own window: the Redis backend's
+// redis.DefaultBatchWindow, where a call's fixed cost on the server
+// outweighs a few hundred microseconds; none for the memory and bbolt
 // backends.
 func WithBatchWindow(d time.Duration) Option {
 	return func(c *config) {
@@ -259,7 +260,7 @@ func WithBatchWindow(d time.Duration) Option {
 			c.errs = append(c.errs, invalidOption("batch window %s is not between 0 and %s", d, maxBatchWindow))
 			return
 		}
-		c.batchWindow, c.batchWindowSet = d, true
+		c.batchWindow = d
 	}
 }
 

@@ -265,7 +265,7 @@ func (p *pool) dispatch(ctx context.Context) {
 		// The last call emptied the queue while jobs still came: let more
 		// arrive, so that the next call carries more of them.
 		if lastShort && free < p.size {
-			if wait := e.batchWindow - time.Since(lastLease); wait > 0 {
+			if wait := e.cfg.batchWindow - time.Since(lastLease); wait > 0 {
 				gather = resetTimer(gather, wait)
 				select {
 				case <-ctx.Done():
@@ -286,7 +286,7 @@ func (p *pool) dispatch(ctx context.Context) {
 		// than one a call. A lone job is no such sign, so that a client
 		// that waits for each job before it enqueues the next never waits
 		// for the window.
-		lastShort = e.batchWindow > 0 && len(leases) > 1 && len(leases) < free
+		lastShort = e.cfg.batchWindow > 0 && len(leases) > 1 && len(leases) < free
 		if unused := free - len(leases); unused > 0 {
 			p.idle.Add(int64(unused))
 		}
@@ -393,7 +393,7 @@ func (p *pool) shutdown() {
 // goes in one Finish call. With a batch window, it waits up to the window
 // for the acks of the other runs in flight, so that they go together.
 func (p *pool) ack() {
-	window := p.e.batchWindow
+	window := p.e.cfg.batchWindow
 	batch := make([]ackItem, 0, 256)
 	var acks []backend.Ack
 	var gather *time.Timer

@@ -108,12 +108,8 @@ func (a *archive) body(hd uint32) []byte {
 // id returns the ID of handle hd without a copy: the string shares the
 // slab's memory, so it is only for comparing, never for keeping.
 func (a *archive) id(hd uint32) string {
-	b := a.body(hd)
-	n, k := binary.Uvarint(b)
-	if n == 0 {
-		return ""
-	}
-	return unsafe.String(&b[k], int(n))
+	u := unpacker{b: a.body(hd)}
+	return u.view()
 }
 
 // remove forgets the archived job hd, once Sweep popped its expiring entry.
@@ -294,14 +290,10 @@ func pack(buf []byte, j *backend.Job) []byte {
 	buf = appendString(buf, j.ID)
 	buf = appendString(buf, j.Type)
 	buf = appendBytes(buf, j.Payload)
-	if j.Meta == nil {
-		buf = binary.AppendUvarint(buf, 0)
-	} else {
-		buf = binary.AppendUvarint(buf, uint64(len(j.Meta))+1)
-		for k, v := range j.Meta {
-			buf = appendString(buf, k)
-			buf = appendString(buf, v)
-		}
+	buf = appendLen(buf, len(j.Meta), j.Meta == nil)
+	for k, v := range j.Meta {
+		buf = appendString(buf, k)
+		buf = appendString(buf, v)
 	}
 	for _, v := range [...]int64{int64(j.Priority), int64(j.Attempt), int64(j.Failures), int64(j.Stalls),
 		int64(j.MaxRetries), int64(j.MaxStalls), int64(j.Progress),
@@ -312,13 +304,9 @@ func pack(buf []byte, j *backend.Job) []byte {
 	buf = appendString(buf, j.LimitKey)
 	buf = appendString(buf, j.ProgressMessage)
 	buf = appendString(buf, j.Error)
-	if j.DependsOn == nil {
-		buf = binary.AppendUvarint(buf, 0)
-	} else {
-		buf = binary.AppendUvarint(buf, uint64(len(j.DependsOn))+1)
-		for _, d := range j.DependsOn {
-			buf = appendString(buf, d)
-		}
+	buf = appendLen(buf, len(j.DependsOn), j.DependsOn == nil)
+	for _, d := range j.DependsOn {
+		buf = appendString(buf, d)
 	}
 	buf = appendBytes(buf, j.Result)
 	for _, t := range [...]time.Time{j.UniqueUntil, j.CreatedAt, j.RunAt, j.StartedAt, j.FinishedAt, j.ExpiresAt} {
@@ -333,13 +321,17 @@ func appendString(buf []byte, s string) []byte {
 	return append(buf, s...)
 }
 
-// appendBytes tells nil from empty: the length is stored plus one.
-func appendBytes(buf, b []byte) []byte {
-	if b == nil {
+// appendLen stores the length of a slice or map so that unpack tells nil
+// from empty: 0 for nil, else the length plus one.
+func appendLen(buf []byte, n int, isNil bool) []byte {
+	if isNil {
 		return binary.AppendUvarint(buf, 0)
 	}
-	buf = binary.AppendUvarint(buf, uint64(len(b))+1)
-	return append(buf, b...)
+	return binary.AppendUvarint(buf, uint64(n)+1)
+}
+
+func appendBytes(buf, b []byte) []byte {
+	return append(appendLen(buf, len(b), b == nil), b...)
 }
 
 // unpacker reads a packed job; the record was made by pack, so it does not
