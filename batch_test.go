@@ -170,3 +170,33 @@ func TestWithBatchWindow(t *testing.T) {
 		t.Errorf("memory backend: window %s, want none", got)
 	}
 }
+
+// A backlog of short jobs on a busy pool goes out in Lease and Finish calls
+// of several jobs each, even without a batch window: the dispatcher and the
+// acker let the workers about to finish go first, rather than calling once
+// for each worker as it frees.
+func TestEngineBusyPoolLeasesAndAcksSeveralJobsACall(t *testing.T) {
+	g := newGathering(t, 0) // no batch window, as with the memory backend
+	e := newEngine(t, g, WithConcurrency(16))
+	const jobs = 4000
+	var done sync.WaitGroup
+	done.Add(jobs)
+	e.HandleFunc("noop", func(ctx context.Context, job *Job) error { done.Done(); return nil })
+	specs := make([]JobSpec, jobs)
+	for i := range specs {
+		specs[i] = JobSpec{Type: "noop"}
+	}
+	if _, err := e.EnqueueMany(context.Background(), specs); err != nil {
+		t.Fatal(err)
+	}
+	start(t, e)
+	done.Wait()
+	// Every Lease call is done; the last acks may still be on their way.
+	leases, finishes := g.calls()
+	if perCall := float64(jobs) / float64(len(leases)); perCall < 2 {
+		t.Errorf("%d jobs took %d Lease calls (%.1f a call); want several jobs a call", jobs, len(leases), perCall)
+	}
+	if perCall := float64(jobs) / float64(len(finishes)); perCall < 2 {
+		t.Errorf("%d jobs took at least %d Finish calls (%.1f a call); want several acks a call", jobs, len(finishes), perCall)
+	}
+}

@@ -101,6 +101,66 @@ func BenchmarkEndToEndMemory(b *testing.B) {
 	}
 }
 
+// BenchmarkSteadyMemory is BenchmarkEndToEndMemory at concurrency 16 with a
+// producer that keeps at most steadyAhead jobs waiting, as a service whose
+// workers keep up does: the cost of a job without that of a backlog of
+// millions, which the end-to-end benchmark's producer, far faster than the
+// workers, builds up.
+func BenchmarkSteadyMemory(b *testing.B) {
+	const steadyAhead = 4096
+	be := newMemory()
+	defer be.Close()
+	e, err := New(WithBackend(be), WithConcurrency(16))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	var done atomic.Int64
+	allDone := make(chan struct{})
+	room := make(chan struct{}, 1) // a signal every 512 completions
+	n := int64(b.N)
+	e.HandleFunc("noop", func(ctx context.Context, job *Job) error {
+		d := done.Add(1)
+		if d == n {
+			close(allDone)
+		}
+		if d%512 == 0 {
+			select {
+			case room <- struct{}{}:
+			default:
+			}
+		}
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan error)
+	go func() { runDone <- e.Run(ctx) }()
+	defer func() { cancel(); <-runDone }()
+	const batch = 512
+	specs := make([]JobSpec, batch)
+	for i := range specs {
+		specs[i] = JobSpec{Type: "noop", Payload: benchPayload}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	sent := int64(0)
+	for left := b.N; left > 0; left -= batch {
+		// More than steadyAhead waiting means more than 512 do, so the
+		// next multiple of 512 completions signals room.
+		for sent-done.Load() > steadyAhead {
+			<-room
+		}
+		k := min(batch, left)
+		if _, err := e.EnqueueMany(ctx, specs[:k]); err != nil {
+			b.Fatal(err)
+		}
+		sent += int64(k)
+	}
+	<-allDone
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+}
+
 // latency measures, on an idle engine, the time from Enqueue returning to
 // the handler starting, one job at a time, and reports p50, p99 and max.
 func latency(b *testing.B, newBackend func() backend.Backend) {

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"container/heap"
 	"context"
 	"sync"
 	"time"
@@ -19,13 +18,16 @@ type deadlines struct {
 	wake  chan struct{} // tells the loop that an earlier deadline arrived (buffered, 1)
 }
 
-// add starts watching r's deadline.
-func (d *deadlines) add(r *run) {
+// add starts watching the deadlines of runs, under one lock for the batch.
+func (d *deadlines) add(runs []*run) {
+	earlier := false
 	d.mu.Lock()
-	heap.Push(&d.runs, r)
-	earlier := d.armed.IsZero() || r.ctx.deadline.Before(d.armed)
-	if earlier {
-		d.armed = r.ctx.deadline
+	for _, r := range runs {
+		d.runs.push(r)
+		if d.armed.IsZero() || r.ctx.deadline.Before(d.armed) {
+			d.armed = r.ctx.deadline
+			earlier = true
+		}
 	}
 	d.mu.Unlock()
 	if earlier {
@@ -40,7 +42,7 @@ func (d *deadlines) add(r *run) {
 func (d *deadlines) remove(r *run) {
 	d.mu.Lock()
 	if r.heapIndex >= 0 {
-		heap.Remove(&d.runs, r.heapIndex)
+		d.runs.remove(int(r.heapIndex))
 	}
 	d.mu.Unlock()
 }
@@ -54,7 +56,7 @@ func (d *deadlines) run(ctx context.Context) {
 		now := time.Now()
 		d.mu.Lock()
 		for len(d.runs) > 0 && !d.runs[0].ctx.deadline.After(now) {
-			due = append(due, heap.Pop(&d.runs).(*run))
+			due = append(due, d.runs.remove(0))
 		}
 		wait := time.Hour
 		d.armed = time.Time{}
@@ -78,29 +80,75 @@ func (d *deadlines) run(ctx context.Context) {
 	}
 }
 
-// runHeap orders runs by deadline for container/heap; each run knows its
-// index, so that a run that ends early leaves in O(log n).
+// runHeap is a min-heap of runs by deadline. Each run knows its index, so
+// that a run that ends early leaves in O(log n). It is written out for the
+// one type rather than through container/heap, whose interface calls cost
+// more than the sifting itself on every job.
 type runHeap []*run
 
-func (h runHeap) Len() int           { return len(h) }
-func (h runHeap) Less(i, j int) bool { return h[i].ctx.deadline.Before(h[j].ctx.deadline) }
-func (h runHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].heapIndex = i
-	h[j].heapIndex = j
-}
-
-func (h *runHeap) Push(x any) {
-	r := x.(*run)
-	r.heapIndex = len(*h)
+// push adds r.
+func (h *runHeap) push(r *run) {
 	*h = append(*h, r)
+	h.up(len(*h) - 1)
 }
 
-func (h *runHeap) Pop() any {
-	old := *h
-	r := old[len(old)-1]
-	old[len(old)-1] = nil
+// remove takes out the run at index i and returns it.
+func (h *runHeap) remove(i int) *run {
+	s := *h
+	r := s[i]
+	last := len(s) - 1
+	if i != last {
+		s[i] = s[last]
+		s[i].heapIndex = int32(i)
+	}
+	s[last] = nil
+	*h = s[:last]
+	if i != last {
+		if !h.down(i) {
+			h.up(i)
+		}
+	}
 	r.heapIndex = -1
-	*h = old[:len(old)-1]
 	return r
+}
+
+// up moves the run at i towards the root to its place.
+func (h runHeap) up(i int) {
+	r := h[i]
+	for i > 0 {
+		parent := (i - 1) / 2
+		if !r.ctx.deadline.Before(h[parent].ctx.deadline) {
+			break
+		}
+		h[i] = h[parent]
+		h[i].heapIndex = int32(i)
+		i = parent
+	}
+	h[i] = r
+	r.heapIndex = int32(i)
+}
+
+// down moves the run at i towards the leaves to its place and reports
+// whether it moved.
+func (h runHeap) down(i int) bool {
+	r := h[i]
+	start := i
+	for {
+		child := 2*i + 1
+		if child >= len(h) {
+			break
+		}
+		if right := child + 1; right < len(h) && h[right].ctx.deadline.Before(h[child].ctx.deadline) {
+			child = right
+		}
+		if !h[child].ctx.deadline.Before(r.ctx.deadline) {
+			break
+		}
+		h[i] = h[child]
+		h[i].heapIndex = int32(i)
+		i = child
+	}
+	h[i] = r
+	r.heapIndex = int32(i)
+	return i > start
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -52,18 +53,18 @@ type run struct {
 	view   Job // what the handler sees
 	// The job's timeout ends the run: through the pool's deadline heap
 	// (heapIndex is its place there, -1 outside it), or for a run of Drain
-	// through a timer of its own.
+	// through a timer that Drain keeps.
 	timeout   time.Duration
-	heapIndex int
-	timer     atomic.Pointer[time.Timer]
 	cause     atomic.Pointer[error] // why the run's context ended
 	state     atomic.Int32
+	heapIndex int32
 	result    []byte
 }
 
-// newRun prepares one attempt: a context whose deadline is the job's
-// timeout, ended then by the pool's deadlines or, without a pool, a timer.
-func (e *Engine) newRun(base context.Context, l *backend.Lease, p *pool) *run {
+// newRun prepares one attempt that starts at now: a context whose deadline
+// is the job's timeout, ended then by the pool's deadlines or, without a
+// pool, by a timer that the caller starts (see Drain).
+func (e *Engine) newRun(base context.Context, l *backend.Lease, p *pool, now time.Time) *run {
 	j := l.Job
 	timeout := j.Timeout
 	if timeout <= 0 {
@@ -71,33 +72,33 @@ func (e *Engine) newRun(base context.Context, l *backend.Lease, p *pool) *run {
 	}
 	r := &run{engine: e, pool: p, job: j, lease: l.Ref(), timeout: timeout, heapIndex: -1}
 	r.ctx.parent = base
-	r.ctx.deadline = time.Now().Add(timeout)
+	r.ctx.deadline = now.Add(timeout)
 	r.view = Job{
 		ID: j.ID, Type: j.Type, Queue: j.Queue, Attempt: j.Attempt,
 		Payload: j.Payload, Meta: j.Meta, Priority: j.Priority,
 		MaxRetries: j.MaxRetries, CreatedAt: j.CreatedAt, StartedAt: j.StartedAt, run: r,
 	}
-	if p != nil {
-		p.deadlines.add(r)
-	} else {
-		r.timer.Store(time.AfterFunc(timeout, r.timedOut))
-	}
 	return r
 }
+
+// began is when the run started.
+func (r *run) began() time.Time { return r.ctx.deadline.Add(-r.timeout) }
 
 // timedOut ends the run at its job's timeout.
 func (r *run) timedOut() { r.cancel(&timeoutError{timeout: r.timeout}) }
 
 // cancel ends the run's context for the given reason (the first reason
 // wins) and, if the handler has not returned yet, lets the watchdog record
-// the outcome now rather than whenever the handler returns.
+// the outcome now rather than whenever the handler returns. A run of Drain
+// has no watchdog: Drain waits for its handler in any case, and records
+// the outcome itself before it returns.
 func (r *run) cancel(cause error) {
 	r.cause.CompareAndSwap(nil, &cause)
 	err := context.Canceled
 	if errors.Is(cause, context.DeadlineExceeded) {
 		err = context.DeadlineExceeded
 	}
-	if r.ctx.cancel(err) && r.state.Load() == runOpen {
+	if r.ctx.cancel(err) && r.pool != nil && r.state.Load() == runOpen {
 		go r.engine.watchdog(r)
 	}
 }
@@ -109,14 +110,12 @@ func (r *run) release() {
 	r.ctx.cancel(context.Canceled)
 }
 
-// stopTimer takes the run out of the deadlines, or stops its timer (which
-// may not be stored yet when the run is cancelled the moment it starts, and
-// then simply fires for nothing).
+// stopTimer takes the run out of the pool's deadlines. A run of Drain has
+// no pool: Drain stops its timer once the handler returns, and a timer that
+// fires after the outcome was claimed ends nothing.
 func (r *run) stopTimer() {
 	if r.pool != nil {
 		r.pool.deadlines.remove(r)
-	} else if t := r.timer.Load(); t != nil {
-		t.Stop()
 	}
 }
 
@@ -203,18 +202,17 @@ type pool struct {
 	idleWake chan struct{}
 	size     int // workers in all
 	work     chan *run
-	acks     chan ackItem
+	acks     *ackQueue
 	workers  sync.WaitGroup
 	// deadlines ends runs at their job's timeout.
 	deadlines deadlines
+	// lastBegan is when the run that last freed a worker began, as time
+	// since epoch, for shortRuns.
+	epoch     time.Time
+	lastBegan atomic.Int64
 	// stopping is set at shutdown: leased jobs not yet started go straight
 	// back to their queue.
 	stopping atomic.Bool
-}
-
-type ackItem struct {
-	run *run
-	ack backend.Ack
 }
 
 func newPool(e *Engine) *pool {
@@ -224,7 +222,8 @@ func newPool(e *Engine) *pool {
 		idleWake: make(chan struct{}, 1),
 		size:     n,
 		work:     make(chan *run, n),
-		acks:     make(chan ackItem, 4*n),
+		acks:     newAckQueue(4 * n),
+		epoch:    time.Now(),
 	}
 	p.deadlines.wake = make(chan struct{}, 1)
 	p.idle.Store(int64(n))
@@ -239,6 +238,11 @@ func newPool(e *Engine) *pool {
 // dispatcher calls again; a wake-up comes sooner whenever a job is ready.
 const idleBlock = 5 * time.Second
 
+// shortRun is the longest run that counts as short. Right after a short
+// run ended, the dispatcher and the acker expect the pool's other runs to
+// end soon too, and yield once to let them (see dispatch).
+const shortRun = 5 * time.Millisecond
+
 // dispatch leases as many jobs as there are idle workers and hands them
 // over, blocking in the backend while there is no work.
 func (p *pool) dispatch(ctx context.Context) {
@@ -252,6 +256,7 @@ func (p *pool) dispatch(ctx context.Context) {
 	var gather *time.Timer
 	var lastLease time.Time
 	lastShort := false
+	full := false // the last call took a job for every free worker
 	for {
 		free := int(p.idle.Swap(0))
 		if free == 0 {
@@ -262,22 +267,37 @@ func (p *pool) dispatch(ctx context.Context) {
 			}
 			continue
 		}
+		now := time.Now()
+		// Jobs wait, most workers are busy, and a short run just freed
+		// one: the other runs are likely about to end as well. Without
+		// this, each freed worker wakes the dispatcher for a Lease call of
+		// one job, and a busy pool runs in lockstep with it. One yield lets
+		// the goroutines ready to run go first, so that the workers they
+		// free join this call. No timer is involved: an idle engine, or a
+		// pool of long jobs, never waits here, and while handlers keep
+		// every CPU busy the yield waits its turn as a new job would.
+		if full && free < p.size/2 && p.shortRuns(now) {
+			runtime.Gosched()
+			free += int(p.idle.Swap(0))
+			now = time.Now()
+		}
 		// The last call emptied the queue while jobs still came: let more
 		// arrive, so that the next call carries more of them.
 		if lastShort && free < p.size {
-			if wait := e.cfg.batchWindow - time.Since(lastLease); wait > 0 {
+			if wait := e.cfg.batchWindow - now.Sub(lastLease); wait > 0 {
 				gather = resetTimer(gather, wait)
 				select {
 				case <-ctx.Done():
 				case <-gather.C:
 				}
 				free += int(p.idle.Swap(0))
+				now = time.Now()
 			}
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		lastLease = time.Now()
+		lastLease = now
 		leases, err := e.backend.Lease(ctx, backend.LeaseRequest{
 			Queues: e.cfg.queues, Worker: e.workerName, Max: free,
 			Now: e.clock.Now(), TTL: e.cfg.lease, Block: block,
@@ -287,6 +307,7 @@ func (p *pool) dispatch(ctx context.Context) {
 		// that waits for each job before it enqueues the next never waits
 		// for the window.
 		lastShort = e.cfg.batchWindow > 0 && len(leases) > 1 && len(leases) < free
+		full = len(leases) == free
 		if unused := free - len(leases); unused > 0 {
 			p.idle.Add(int64(unused))
 		}
@@ -304,6 +325,9 @@ func (p *pool) dispatch(ctx context.Context) {
 			e.log.Info("jobrelay: leasing again")
 			failing, backoff = false, 50*time.Millisecond
 		}
+		if len(leases) == 0 {
+			continue
+		}
 		// A lease taken as the context ended still runs: shutdown hands it
 		// back after the grace period if it has not finished.
 		started = p.start(leases, started[:0])
@@ -318,15 +342,23 @@ func (p *pool) dispatch(ctx context.Context) {
 // batch, and appends their runs to runs.
 func (p *pool) start(leases []*backend.Lease, runs []*run) []*run {
 	e := p.e
+	now := time.Now()
 	for _, l := range leases {
-		runs = append(runs, e.newRun(context.Background(), l, p))
+		runs = append(runs, e.newRun(context.Background(), l, p, now))
 	}
+	p.deadlines.add(runs)
 	e.runMu.Lock()
 	for _, r := range runs {
 		e.runs[r.lease.JobID] = r
 	}
 	e.runMu.Unlock()
 	return runs
+}
+
+// shortRuns reports whether the run that last freed a worker, seen at now,
+// took less than shortRun.
+func (p *pool) shortRuns(now time.Time) bool {
+	return now.Sub(p.epoch)-time.Duration(p.lastBegan.Load()) < shortRun
 }
 
 // free gives a worker back to the dispatcher.
@@ -354,6 +386,7 @@ func (p *pool) worker() {
 			// The watchdog claimed the run and started a replacement.
 			return
 		}
+		p.lastBegan.Store(int64(r.began().Sub(p.epoch)))
 		p.free()
 	}
 	p.workers.Done()
@@ -386,7 +419,7 @@ func (p *pool) shutdown() {
 		e.runMu.Unlock()
 		<-done
 	}
-	close(p.acks)
+	p.acks.close()
 }
 
 // ack sends acknowledgements to the backend in batches: whatever is waiting
@@ -394,53 +427,41 @@ func (p *pool) shutdown() {
 // for the acks of the other runs in flight, so that they go together.
 func (p *pool) ack() {
 	window := p.e.cfg.batchWindow
-	batch := make([]ackItem, 0, 256)
+	var runs []*run
 	var acks []backend.Ack
 	var gather *time.Timer
-	for it := range p.acks {
-		batch = append(batch[:0], it)
-		open := p.takeWaiting(&batch)
-		if open && window > 0 && p.awaited(batch) {
+	for {
+		var open bool
+		runs, acks, open = p.acks.take(runs[:0], acks[:0], nil)
+		if len(runs) == 0 {
+			return // closed
+		}
+		if open && window == 0 && p.awaited(runs) && p.shortRuns(time.Now()) {
+			// As the dispatcher does (see dispatch): let the runnable
+			// workers, whose short runs are about to end, queue their
+			// acks first, so that one call carries them.
+			runtime.Gosched()
+			runs, acks = p.acks.poll(runs, acks)
+		}
+		if open && window > 0 && p.awaited(runs) {
 			gather = resetTimer(gather, window)
-		wait:
-			for p.awaited(batch) {
-				select {
-				case it, ok := <-p.acks:
-					if !ok {
-						break wait
-					}
-					batch = append(batch, it)
-				case <-gather.C:
-					break wait
-				}
+			for open && p.awaited(runs) {
+				runs, acks, open = p.acks.take(runs, acks, gather.C)
 			}
 		}
-		acks = p.e.finish(batch, acks[:0])
-		clear(batch)
+		p.e.finish(runs, acks)
+		clear(runs)
+		clear(acks)
 	}
 }
 
-// takeWaiting appends the acks waiting in the channel to batch, up to its
-// capacity, and reports whether the channel is still open.
-func (p *pool) takeWaiting(batch *[]ackItem) bool {
-	for len(*batch) < cap(*batch) {
-		select {
-		case it, ok := <-p.acks:
-			if !ok {
-				return false
-			}
-			*batch = append(*batch, it)
-		default:
-			return true
-		}
-	}
-	return true
-}
+// maxAckBatch is the most acks the acker waits to gather for one call.
+const maxAckBatch = 256
 
 // awaited reports whether batch has room and other runs of this engine are
 // still going, whose acks it could carry too.
-func (p *pool) awaited(batch []ackItem) bool {
-	if len(batch) == cap(batch) {
+func (p *pool) awaited(batch []*run) bool {
+	if len(batch) >= maxAckBatch {
 		return false
 	}
 	p.e.runMu.Lock()
@@ -459,16 +480,10 @@ func resetTimer(t *time.Timer, d time.Duration) *time.Timer {
 	return t
 }
 
-// finish acknowledges a batch, retrying while the backend is unreachable so
-// that no outcome is dropped; a lease that was lost meanwhile is reported
-// and dropped. It builds the backend's acks in buf and returns it, cleared,
-// for the next batch.
-func (e *Engine) finish(batch []ackItem, buf []backend.Ack) []backend.Ack {
-	acks := buf
-	for _, it := range batch {
-		acks = append(acks, it.ack)
-	}
-	defer clear(acks)
+// finish acknowledges the runs of a batch, acks[i] for runs[i], retrying
+// while the backend is unreachable so that no outcome is dropped; a lease
+// that was lost meanwhile is reported and dropped.
+func (e *Engine) finish(runs []*run, acks []backend.Ack) {
 	backoff := 50 * time.Millisecond
 	var errs []error
 	for attempt := 0; ; attempt++ {
@@ -490,14 +505,14 @@ func (e *Engine) finish(batch []ackItem, buf []backend.Ack) []backend.Ack {
 	}
 	promote := false
 	e.runMu.Lock()
-	for i, it := range batch {
-		if e.runs[it.run.lease.JobID] == it.run {
-			delete(e.runs, it.run.lease.JobID)
+	for i, r := range runs {
+		if e.runs[r.lease.JobID] == r {
+			delete(e.runs, r.lease.JobID)
 		}
 		if i < len(errs) && errs[i] != nil {
-			e.log.Warn("jobrelay: job outcome dropped", "job_id", it.run.lease.JobID, "outcome", it.ack.Outcome, "err", errs[i])
+			e.log.Warn("jobrelay: job outcome dropped", "job_id", r.lease.JobID, "outcome", acks[i].Outcome, "err", errs[i])
 		}
-		if it.ack.Outcome == backend.OutcomeRetry || it.ack.Outcome == backend.OutcomeThrottled {
+		if acks[i].Outcome == backend.OutcomeRetry || acks[i].Outcome == backend.OutcomeThrottled {
 			promote = true
 		}
 	}
@@ -505,7 +520,6 @@ func (e *Engine) finish(batch []ackItem, buf []backend.Ack) []backend.Ack {
 	if promote {
 		e.wakeScheduler()
 	}
-	return acks
 }
 
 // execute runs the handler of r in this goroutine and acknowledges the
@@ -549,10 +563,10 @@ func (e *Engine) watchdog(r *run) {
 
 func (e *Engine) sendAck(r *run, ack backend.Ack) {
 	if r.pool == nil {
-		e.finish([]ackItem{{run: r, ack: ack}}, nil)
+		e.finish([]*run{r}, []backend.Ack{ack})
 		return
 	}
-	r.pool.acks <- ackItem{run: r, ack: ack}
+	r.pool.acks.put(r, ack)
 }
 
 func (e *Engine) forget(r *run) {
@@ -584,6 +598,13 @@ func (e *Engine) callHandler(r *run) (err error) {
 // nothing is to be acknowledged (the lease was lost).
 func (e *Engine) decide(r *run, err error) (backend.Ack, bool) {
 	ack := backend.Ack{Lease: r.lease}
+	if err == nil && r.cause.Load() == nil {
+		// The common case: nothing ended the run before its handler
+		// returned nil, so none of the causes below apply.
+		ack.Outcome = backend.OutcomeCompleted
+		ack.Result = r.result
+		return ack, true
+	}
 	cause := r.causeErr()
 	switch {
 	case errors.Is(cause, errLeaseLost):
@@ -759,13 +780,15 @@ func (e *Engine) Drain(ctx context.Context) (int, error) {
 		if len(leases) == 0 {
 			return ran, nil
 		}
-		r := e.newRun(ctx, leases[0], nil)
+		r := e.newRun(ctx, leases[0], nil, time.Now())
 		e.runMu.Lock()
 		e.runs[r.lease.JobID] = r
 		e.runMu.Unlock()
+		timer := time.AfterFunc(r.timeout, r.timedOut)
 		stop := context.AfterFunc(ctx, func() { r.cancel(context.Cause(ctx)) })
 		e.execute(r)
 		stop()
+		timer.Stop()
 		ran++
 	}
 }

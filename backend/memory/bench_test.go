@@ -136,6 +136,44 @@ func BenchmarkLeaseFinishBatch(b *testing.B) {
 	perJob(b)
 }
 
+// BenchmarkLeaseFinishOne measures Lease of one job and Finish of it, as a
+// busy engine's dispatcher calls them: it asks for the one worker that just
+// freed. Its ns/job is what each job pays for that in the backend.
+func BenchmarkLeaseFinishOne(b *testing.B) {
+	ctx := context.Background()
+	m := memory.New(memory.Options{})
+	defer m.Close()
+	now := time.Unix(1_900_000_000, 0)
+	req := backend.LeaseRequest{Queues: []string{"default"}, Worker: "w", Max: 1, TTL: time.Minute}
+	acks := make([]backend.Ack, 1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%(window*benchBatch) == 0 {
+			b.StopTimer()
+			now = now.Add(2 * time.Hour)
+			drain(b, m, now)
+			for k := range window {
+				if _, err := m.Enqueue(ctx, now, benchJobs(i+k*benchBatch, benchBatch)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			req.Now = now
+			b.StartTimer()
+		}
+		ls, err := m.Lease(ctx, req)
+		if err != nil || len(ls) != 1 {
+			b.Fatalf("Lease: got %d jobs and %v", len(ls), err)
+		}
+		acks[0] = backend.Ack{Lease: ls[0].Ref(), Outcome: backend.OutcomeCompleted}
+		if _, err := m.Finish(ctx, now, acks); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/job")
+}
+
 // BenchmarkCycle measures a job's whole life in the backend, by batches of
 // 100: Enqueue, Lease, Finish, and the Sweep that deletes it. Its ns/job is
 // the backend's share of the engine's per-job budget.

@@ -33,13 +33,13 @@ func (b *Backend) Cancel(ctx context.Context, now time.Time, id, reason string) 
 		b.unindex(j, now)
 		j.Error = reason
 		b.terminate(j, backend.StateCanceled, now, j.FailureTTL)
-		b.emit(backend.EventCanceled, j, now).Error = reason
+		b.emitWith(backend.EventCanceled, j, now, &details{err: reason})
 		b.cancelDependents(j, now)
 		return backend.StateCanceled, nil
 	case backend.StateActive:
 		if !j.CancelRequested {
 			j.CancelRequested = true
-			j.extra().cancelReason = reason
+			b.extra(j).cancelReason = reason
 			b.emitCancelRequest(j, now)
 		}
 		return backend.StateActive, nil
@@ -105,7 +105,7 @@ func (b *Backend) Pause(ctx context.Context, now time.Time, name string) error {
 	q := b.queueLocked(name)
 	if !q.paused {
 		q.paused = true
-		b.emitQueue(backend.EventPaused, name, now)
+		b.emitQueue(backend.EventPaused, q, now)
 	}
 	return nil
 }
@@ -121,7 +121,7 @@ func (b *Backend) Resume(ctx context.Context, now time.Time, name string) error 
 	}
 	if q := b.queues[name]; q != nil && q.paused {
 		q.paused = false
-		b.emitQueue(backend.EventResumed, name, now)
+		b.emitQueue(backend.EventResumed, q, now)
 		b.jobReady()
 	}
 	return nil

@@ -18,10 +18,12 @@ func (b *Backend) Enqueue(ctx context.Context, now time.Time, jobs []backend.New
 	now = stamp(now)
 	recs := make([]*job, len(jobs))
 	var arena []byte
+	var spare spareTaker
 	for i := range jobs {
-		recs[i] = b.newRecord(&jobs[i], now)
+		recs[i] = b.newRecord(&jobs[i], now, &spare)
 		recs[i].Payload = copyPayload(&arena, jobs[i].Payload, len(jobs))
 	}
+	b.keepSpare(&spare)
 	results := make([]backend.EnqueueResult, len(jobs))
 
 	b.mu.Lock()
@@ -34,16 +36,16 @@ func (b *Backend) Enqueue(ctx context.Context, now time.Time, jobs []backend.New
 		if q == nil || q.name != j.Queue {
 			q = b.queueLocked(j.Queue)
 		}
-		j.q = q
 		results[i] = b.enqueueLocked(now, j)
 	}
 	return results, nil
 }
 
-// newRecord copies a NewJob into a fresh record, so that the caller may reuse
-// its buffers once Enqueue returns; the caller copies the payload.
-func (b *Backend) newRecord(nj *backend.NewJob, now time.Time) *job {
-	j := b.spareJob()
+// newRecord copies a NewJob into a fresh record (see spareJob), so that the
+// caller may reuse its buffers once Enqueue returns; the caller copies the
+// payload.
+func (b *Backend) newRecord(nj *backend.NewJob, now time.Time, spare *spareTaker) *job {
+	j := b.spareJob(spare)
 	j.ID = nj.ID
 	j.Type = nj.Type
 	j.Queue = nj.Queue
@@ -141,15 +143,15 @@ func (b *Backend) enqueueLocked(now time.Time, j *job) backend.EnqueueResult {
 	case ended != "":
 		j.Error = ended
 		b.terminate(j, backend.StateCanceled, now, j.FailureTTL)
-		b.emit(backend.EventCanceled, j, now).Error = j.Error
+		b.emitWith(backend.EventCanceled, j, now, &details{err: j.Error})
 	case pending > 0:
 		b.setState(j, backend.StateDeferred)
-		j.extra().pending = pending
+		b.extra(j).pending = pending
 		for i, pid := range j.DependsOn {
 			// A parent that is not live is archived, so completed.
 			if p, _, _ := b.lookup(pid); p != nil && p.State != backend.StateCompleted &&
 				!slices.Contains(j.DependsOn[:i], pid) {
-				px := p.extra()
+				px := b.extra(p)
 				px.children = append(px.children, j)
 			}
 		}
@@ -165,7 +167,7 @@ func (b *Backend) enqueueLocked(now time.Time, j *job) backend.EnqueueResult {
 func (b *Backend) becomeDue(j *job, now time.Time) {
 	if j.RunAt.After(now) {
 		b.makeDelayed(j, backend.StateScheduled)
-		b.emit(backend.EventQueued, j, now).RunAt = j.RunAt
+		b.emitWith(backend.EventQueued, j, now, &details{runAt: j.RunAt})
 		return
 	}
 	b.makeQueued(j)
@@ -192,16 +194,18 @@ func (b *Backend) uniqueHolder(key string, now time.Time) (string, backend.State
 // releaseDependents is called when p completed: each deferred child whose
 // last parent this was becomes due.
 func (b *Backend) releaseDependents(p *job, now time.Time) {
-	if p.x == nil {
+	px := b.extraOf(p)
+	if px == nil {
 		return
 	}
-	children := p.x.children
-	p.x.children = nil
+	children := px.children
+	px.children = nil
 	for _, c := range children {
 		if c.State != backend.StateDeferred {
 			continue // canceled (and maybe requeued) meanwhile
 		}
-		if c.x.pending--; c.x.pending == 0 {
+		cx := b.extras[c]
+		if cx.pending--; cx.pending == 0 {
 			b.becomeDue(c, now)
 		}
 	}
@@ -210,23 +214,24 @@ func (b *Backend) releaseDependents(p *job, now time.Time) {
 // cancelDependents is called when p failed or was canceled: its deferred
 // children can never run, so they are canceled, and theirs in turn.
 func (b *Backend) cancelDependents(p *job, now time.Time) {
-	if p.x == nil || len(p.x.children) == 0 {
+	if px := b.extraOf(p); px == nil || len(px.children) == 0 {
 		return
 	}
 	stack := []*job{p}
 	for len(stack) > 0 {
 		p := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		children := p.x.children
-		p.x.children = nil
+		px := b.extras[p]
+		children := px.children
+		px.children = nil
 		for _, c := range children {
 			if c.State != backend.StateDeferred {
 				continue
 			}
 			c.Error = dependencyError(p.ID, p.State)
 			b.terminate(c, backend.StateCanceled, now, c.FailureTTL)
-			b.emit(backend.EventCanceled, c, now).Error = c.Error
-			if c.x != nil && len(c.x.children) > 0 {
+			b.emitWith(backend.EventCanceled, c, now, &details{err: c.Error})
+			if cx := b.extras[c]; cx != nil && len(cx.children) > 0 {
 				stack = append(stack, c)
 			}
 		}

@@ -14,7 +14,7 @@ type entry struct {
 	key int64  // the heap's order key; the job's place in a readyQueue
 	seq uint64 // ties by push order
 	j   *job
-	gen uint64
+	gen uint32
 }
 
 func (e *entry) live() bool { return e.gen == e.j.gen }

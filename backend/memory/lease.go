@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 	"unsafe"
 
@@ -76,7 +75,10 @@ func (b *Backend) leaseLocked(req backend.LeaseRequest, now time.Time, limit int
 	}
 	picked := b.scratch[:0]
 	for _, name := range req.Queues {
-		q := b.queues[name]
+		q := b.lastQueue
+		if q == nil || q.name != name {
+			q = b.queues[name]
+		}
 		if q == nil || q.paused {
 			continue
 		}
@@ -103,17 +105,18 @@ func (b *Backend) leaseLocked(req backend.LeaseRequest, now time.Time, limit int
 	width := len(b.tokenPrefix) + tokenDigits
 	buf := b.tokenBuf[:0]
 	for _, j := range picked {
+		var slot uint32
 		if n := len(b.freeSlots); n > 0 {
-			j.slot = b.freeSlots[n-1]
+			slot = b.freeSlots[n-1]
 			b.freeSlots = b.freeSlots[:n-1]
-			b.slots[j.slot] = j
+			b.slots[slot] = j
 		} else {
-			j.slot = uint32(len(b.slots))
+			slot = uint32(len(b.slots))
 			b.slots = append(b.slots, j)
 		}
 		b.tokenSeq++
 		buf = append(buf, b.tokenPrefix...)
-		buf = appendHex(buf, uint64(j.slot), 8)
+		buf = appendHex(buf, uint64(slot), 8)
 		buf = appendHex(buf, b.tokenSeq, 16)
 	}
 	b.tokenBuf = buf
@@ -225,27 +228,46 @@ func (b *Backend) Heartbeat(ctx context.Context, now, until time.Time, leases []
 // token names its lease slot; the slot's job must carry the very same token
 // and ID, or the lease was lost.
 func (b *Backend) ownedLocked(ref backend.LeaseRef) *job {
-	t, p := ref.Token, len(b.tokenPrefix)
-	if len(t) != p+tokenDigits || t[:p] != b.tokenPrefix {
-		return nil
-	}
-	slot := 0
-	for _, c := range []byte(t[p : p+8]) {
-		d := strings.IndexByte(hexDigits, c)
-		if d < 0 {
-			return nil
-		}
-		slot = slot<<4 | d
-	}
-	if slot >= len(b.slots) {
+	slot, ok := b.tokenSlot(ref.Token)
+	if !ok || slot >= len(b.slots) {
 		return nil
 	}
 	j := b.slots[slot]
-	if j == nil || j.LeaseToken != t || j.ID != ref.JobID {
+	if j == nil || j.LeaseToken != ref.Token || j.ID != ref.JobID {
 		return nil
 	}
 	return j
 }
+
+// tokenSlot returns the lease slot that token t names, or false when t is
+// not a token of this backend.
+func (b *Backend) tokenSlot(t string) (int, bool) {
+	p := len(b.tokenPrefix)
+	if len(t) != p+tokenDigits || t[:p] != b.tokenPrefix {
+		return 0, false
+	}
+	slot := 0
+	for _, c := range []byte(t[p : p+8]) {
+		d := hexValue[c]
+		if d < 0 {
+			return 0, false
+		}
+		slot = slot<<4 | int(d)
+	}
+	return slot, true
+}
+
+// hexValue is the value of each lowercase hex digit, and -1 for any other
+// byte.
+var hexValue = func() (v [256]int8) {
+	for i := range v {
+		v[i] = -1
+	}
+	for i := range len(hexDigits) {
+		v[hexDigits[i]] = int8(i)
+	}
+	return v
+}()
 
 // Progress stores an active job's progress; see backend.Backend. Percent is
 // clamped to 0..100.
@@ -263,9 +285,7 @@ func (b *Backend) Progress(ctx context.Context, now time.Time, lease backend.Lea
 	}
 	j.Progress = percent
 	j.ProgressMessage = message
-	e := b.emit(backend.EventProgress, j, now)
-	e.Progress = percent
-	e.Message = message
+	b.emitWith(backend.EventProgress, j, now, &details{progress: percent, message: message})
 	if j.CancelRequested {
 		return cancelRequested("progress", lease.JobID)
 	}
@@ -329,26 +349,24 @@ func (b *Backend) finishLocked(now time.Time, a *backend.Ack, result []byte) err
 	b.endLease(j, now)
 	switch outcome {
 	case backend.OutcomeCompleted:
-		j.q.processed++
+		b.queueOf(j).processed++
 		j.Result = result
 		b.terminate(j, backend.StateCompleted, now, j.ResultTTL)
-		b.emit(backend.EventCompleted, j, now).Result = result
+		b.emitWith(backend.EventCompleted, j, now, &details{result: result})
 		b.releaseDependents(j, now)
 	case backend.OutcomeRetry:
 		j.Failures++
-		j.q.failed++
+		b.queueOf(j).failed++
 		j.Error = a.Error
 		j.RunAt = stamp(a.RetryAt)
 		b.makeDelayed(j, backend.StateRetrying)
-		e := b.emit(backend.EventRetrying, j, now)
-		e.Error = j.Error
-		e.RunAt = j.RunAt
+		b.emitWith(backend.EventRetrying, j, now, &details{err: j.Error, runAt: j.RunAt})
 	case backend.OutcomeFailed:
 		j.Failures++
-		j.q.failed++
+		b.queueOf(j).failed++
 		j.Error = a.Error
 		b.terminate(j, backend.StateFailed, now, j.FailureTTL)
-		b.emit(backend.EventFailed, j, now).Error = j.Error
+		b.emitWith(backend.EventFailed, j, now, &details{err: j.Error})
 		b.cancelDependents(j, now)
 	case backend.OutcomeCanceled:
 		b.cancelActive(j, now, a.Error)
@@ -362,9 +380,7 @@ func (b *Backend) finishLocked(now time.Time, a *backend.Ack, result []byte) err
 		j.Error = a.Error
 		j.RunAt = stamp(a.RetryAt)
 		b.makeDelayed(j, backend.StateScheduled)
-		e := b.emit(backend.EventQueued, j, now)
-		e.RunAt = j.RunAt
-		e.Error = j.Error
+		b.emitWith(backend.EventQueued, j, now, &details{runAt: j.RunAt, err: j.Error})
 	}
 	return nil
 }
@@ -373,16 +389,16 @@ func (b *Backend) finishLocked(now time.Time, a *backend.Ack, result []byte) err
 // reason given to Cancel, or else the worker's.
 func (b *Backend) cancelActive(j *job, now time.Time, workerError string) {
 	b.endCanceled(j, now, workerError)
-	b.emit(backend.EventCanceled, j, now).Error = j.Error
+	b.emitWith(backend.EventCanceled, j, now, &details{err: j.Error})
 	b.cancelDependents(j, now)
 }
 
 // endCanceled makes a job that was active canceled, without its event.
 func (b *Backend) endCanceled(j *job, now time.Time, workerError string) {
 	j.Error = workerError
-	if j.x != nil && j.x.cancelReason != "" {
-		j.Error = j.x.cancelReason
-		j.x.cancelReason = ""
+	if x := b.extraOf(j); x != nil && x.cancelReason != "" {
+		j.Error = x.cancelReason
+		x.cancelReason = ""
 	}
 	b.terminate(j, backend.StateCanceled, now, j.FailureTTL)
 }
@@ -409,15 +425,15 @@ func (b *Backend) Reap(ctx context.Context, now time.Time) (int, error) {
 		case canceled:
 			b.endCanceled(j, now, "canceled while active; its lease expired")
 			b.stalled(j, now, "lease expired")
-			b.emit(backend.EventCanceled, j, now).Error = j.Error
+			b.emitWith(backend.EventCanceled, j, now, &details{err: j.Error})
 			b.cancelDependents(j, now)
 		case j.Stalls >= j.MaxStalls:
 			j.Error = "job stalled " + strconv.Itoa(j.Stalls) + " times (its lease expired each time; MaxStalls is " +
 				strconv.Itoa(j.MaxStalls) + ")"
-			j.q.failed++
+			b.queueOf(j).failed++
 			b.terminate(j, backend.StateFailed, now, j.FailureTTL)
 			b.stalled(j, now, "lease expired")
-			b.emit(backend.EventFailed, j, now).Error = j.Error
+			b.emitWith(backend.EventFailed, j, now, &details{err: j.Error})
 			b.cancelDependents(j, now)
 		default:
 			b.makeFirst(j)
@@ -428,5 +444,5 @@ func (b *Backend) Reap(ctx context.Context, now time.Time) (int, error) {
 }
 
 func (b *Backend) stalled(j *job, now time.Time, msg string) {
-	b.emit(backend.EventStalled, j, now).Error = msg
+	b.emitWith(backend.EventStalled, j, now, &details{err: msg})
 }

@@ -43,8 +43,9 @@ import (
 const cancelLogSize = 1024
 
 // DefaultEventLogSize is the number of events the log keeps when
-// Options.EventLogSize is zero: the events of about 20,000 jobs (some 14 MB),
-// far more than a listener that keeps up ever lags behind.
+// Options.EventLogSize is zero: the events of about 20,000 jobs (some 5 MB,
+// and the results and errors they carry), far more than a listener that
+// keeps up ever lags behind.
 const DefaultEventLogSize = 1 << 16
 
 // Options configures a memory backend.
@@ -73,6 +74,10 @@ type Backend struct {
 	unique  map[string]uniqueHold
 	tombs   tombHeap // unique keys of swept jobs still held by UniqueUntil
 	workers map[string]backend.WorkerInfo
+	// lastQueue is the queue that queueOf found last; Lease tries it first.
+	lastQueue *queue
+	// extras holds the jobExtra of the live jobs that have one.
+	extras map[*job]*jobExtra
 	// ended holds the jobs that became terminal during the current call;
 	// unlock archives them, once the call is done with them.
 	ended []*job
@@ -102,12 +107,17 @@ type Backend struct {
 	ready chan struct{}
 
 	events eventLog
+	types  typeTable // the job types that events name by number
 	// cancels keeps the newest cancel requests of active jobs apart, for
 	// engines that read only those.
 	cancels eventLog
 
-	// spare holds the cleared records of archived jobs (see recycle).
-	spare sync.Pool
+	// spare holds the cleared records of archived jobs, as *spareRecs
+	// (see recycle); freeing is the batch that recycle fills, and
+	// spareBatches holds empty ones.
+	spare        sync.Pool
+	freeing      *spareRecs
+	spareBatches sync.Pool
 }
 
 var (
@@ -131,6 +141,7 @@ func New(opts Options) *Backend {
 		done:        make(chan struct{}),
 		jobs:        newJobTable(),
 		queues:      make(map[string]*queue),
+		extras:      make(map[*job]*jobExtra),
 		unique:      make(map[string]uniqueHold),
 		workers:     make(map[string]backend.WorkerInfo),
 		limits:      make(map[string]*keyLimit),
@@ -153,48 +164,76 @@ func (b *Backend) Close() error {
 	b.closed = true
 	close(b.done)
 	b.jobs, b.queues, b.queueAt, b.unique, b.workers = jobTable{}, nil, nil, nil, nil
+	b.lastQueue, b.extras = nil, nil
 	b.limits, b.wakes = nil, nil
 	b.byID.chunks, b.arch, b.delayed, b.leased, b.tombs = nil, archive{}, timeHeap{}, timeHeap{}, nil
-	b.ended, b.pack = nil, nil
+	b.ended, b.pack, b.freeing = nil, nil, nil
 	b.events = eventLog{size: b.events.size}
 	b.cancels = eventLog{size: cancelLogSize}
+	b.types = typeTable{}
 	b.scratch, b.tokenBuf, b.tokens, b.slots, b.freeSlots = nil, nil, nil, nil, nil
 	return nil
 }
 
 // job is the record of a live job (one that is not archived): the public
 // fields plus the indexes' bookkeeping.
+//
+// It is 512 bytes, no more: the garbage collector marks objects up to that
+// size span by span, several times faster than larger ones, and a backlog
+// of queued jobs is millions of records. So a record does not point to its
+// queue (see queueOf), its lease slot is read from its token (see
+// tokenSlot), and what few jobs need is kept beside it (see jobExtra).
 type job struct {
 	backend.Job
 
-	q *queue
 	// gen tells the live entry of the job from stale ones (see entry); it
 	// only grows, even when the record is reused (see recycle). The job's
-	// state says which index holds its live entry: queued q.ready,
-	// scheduled and retrying delayed, active leased; deferred has none, and
-	// a terminal job is in none until its call archives it. A queued job
-	// that Lease parked because its limit key was held back has it in held
-	// instead of q.ready.
-	gen  uint64
-	hd   uint32    // the job's handle (see jobTable)
-	slot uint32    // active: the lease slot that its token names
-	x    *jobExtra // nil for most jobs
+	// state says which index holds its live entry: queued the ready queue
+	// of its queue, scheduled and retrying delayed, active leased; deferred
+	// has none, and a terminal job is in none until its call archives it.
+	// A queued job that Lease parked because its limit key was held back
+	// has it in held instead of its ready queue.
+	gen  uint32
+	hd   uint32 // the job's handle (see jobTable)
 	held *parked
 }
 
-// jobExtra holds what few jobs need, so that the record of a plain job stays
-// in a smaller size class: the allocator and the GC see every job.
+// jobExtra holds what few jobs need, in Backend.extras, so that the record
+// of every job stays small (see job).
 type jobExtra struct {
 	pending      int    // deferred: parents that have not completed yet
 	children     []*job // deferred jobs that wait for this one
 	cancelReason string // the reason given to Cancel while active
 }
 
-func (j *job) extra() *jobExtra {
-	if j.x == nil {
-		j.x = &jobExtra{}
+// extra returns the extras of j, making them on first use.
+func (b *Backend) extra(j *job) *jobExtra {
+	x := b.extras[j]
+	if x == nil {
+		x = &jobExtra{}
+		b.extras[j] = x
 	}
-	return j.x
+	return x
+}
+
+// extraOf returns the extras of j, or nil. Most backends never make any,
+// and then it costs no lookup.
+func (b *Backend) extraOf(j *job) *jobExtra {
+	if len(b.extras) == 0 {
+		return nil
+	}
+	return b.extras[j]
+}
+
+// queueOf returns the queue of the stored job j. Consecutive transitions
+// mostly concern one queue, so the last one found is remembered.
+func (b *Backend) queueOf(j *job) *queue {
+	if q := b.lastQueue; q != nil && q.name == j.Queue {
+		return q
+	}
+	q := b.queues[j.Queue]
+	b.lastQueue = q
+	return q
 }
 
 // queue is one named queue: its ready jobs and its counters.
@@ -262,28 +301,29 @@ func (b *Backend) queueLocked(name string) *queue {
 	return q
 }
 
-// setState moves j to state s and keeps its queue's counts in step.
-func (b *Backend) setState(j *job, s backend.State) {
+// setState moves j to state s and keeps its queue's counts in step; it
+// returns the queue.
+func (b *Backend) setState(j *job, s backend.State) *queue {
+	q := b.queueOf(j)
 	if j.State != "" {
-		j.q.counts[stateIndex(j.State)]--
+		q.counts[stateIndex(j.State)]--
 	}
-	j.q.counts[stateIndex(s)]++
+	q.counts[stateIndex(s)]++
 	j.State = s
+	return q
 }
 
 // makeQueued puts j at the back of its priority in its queue and wakes
 // blocked Lease calls. j must be in no index.
 func (b *Backend) makeQueued(j *job) {
-	b.setState(j, backend.StateQueued)
-	j.q.ready.pushBack(j)
+	b.setState(j, backend.StateQueued).ready.pushBack(j)
 	b.jobReady()
 }
 
 // makeFirst puts a released or stalled job back at the front of its
 // priority, where it was before it was leased.
 func (b *Backend) makeFirst(j *job) {
-	b.setState(j, backend.StateQueued)
-	j.q.ready.pushFront(j)
+	b.setState(j, backend.StateQueued).ready.pushFront(j)
 	b.jobReady()
 }
 
@@ -321,7 +361,7 @@ func (b *Backend) unlock() {
 func (b *Backend) archive(j *job) {
 	b.pack = pack(b.pack[:0], &j.Job)
 	seq := b.arch.expiring.next()
-	b.arch.add(j.hd, b.pack, seq, j.q.num, j.State, j.UniqueKey != "")
+	b.arch.add(j.hd, b.pack, seq, b.queueOf(j).num, j.State, j.UniqueKey != "")
 	b.arch.expiring.push(nanos(j.ExpiresAt), seq, j.hd)
 	*b.jobs.live.at(j.hd) = nil
 	if j.UniqueKey != "" {
@@ -329,18 +369,60 @@ func (b *Backend) archive(j *job) {
 			b.unique[j.UniqueKey] = uniqueHold{id: j.ID, state: j.State, until: j.UniqueUntil, archived: true}
 		}
 	}
+	if len(b.extras) > 0 {
+		delete(b.extras, j)
+	}
 	if len(j.DependsOn) == 0 {
 		b.recycle(j)
 	}
 }
 
-// spareJob returns a cleared record: an archived job's (see recycle) or a
-// new one.
-func (b *Backend) spareJob() *job {
-	if j, ok := b.spare.Get().(*job); ok {
-		return j
+// spareBatch is how many spare records travel together through the pool,
+// so that its cost per record is small next to the record's own.
+const spareBatch = 64
+
+// spareRecs is a batch of cleared records (see recycle).
+type spareRecs struct {
+	recs [spareBatch]*job
+	n    int
+}
+
+// spareTaker hands out the spare records of one Enqueue call, which fills
+// them outside the mutex.
+type spareTaker struct {
+	batch *spareRecs
+	dry   bool // the pool had none: the rest of the call allocates
+}
+
+// spareJob returns a cleared record: an archived job's (see recycle), which
+// it takes from the pool a batch at a time, or a new one.
+func (b *Backend) spareJob(t *spareTaker) *job {
+	for t.batch == nil || t.batch.n == 0 {
+		if t.dry {
+			return new(job)
+		}
+		if t.batch != nil {
+			b.spareBatches.Put(t.batch)
+		}
+		t.batch, _ = b.spare.Get().(*spareRecs)
+		t.dry = t.batch == nil
 	}
-	return new(job)
+	sp := t.batch
+	sp.n--
+	j := sp.recs[sp.n]
+	sp.recs[sp.n] = nil
+	return j
+}
+
+// keepSpare gives back the records that t did not hand out, and its batch.
+func (b *Backend) keepSpare(t *spareTaker) {
+	switch {
+	case t.batch == nil:
+	case t.batch.n > 0:
+		b.spare.Put(t.batch)
+	default:
+		b.spareBatches.Put(t.batch)
+	}
 }
 
 // recycle clears the record of an archived job and offers it for reuse by
@@ -354,20 +436,40 @@ func (b *Backend) spareJob() *job {
 // Enqueue, which fills it outside the mutex, never writes gen while a stale
 // entry reads it. The pool is the backend's own: a stale entry reads gen
 // under this backend's mutex, which would not order the writes of another
-// backend that took the record.
+// backend that took the record. Records go to the pool by batches of
+// spareBatch.
+//
+// gen has 32 bits (see job): a record whose gen passed half its range is
+// left to the garbage collector, so that no gen wraps around to match a
+// stale entry; one job would need 2^31 index moves to get there.
 func (b *Backend) recycle(j *job) {
 	*j = job{gen: j.gen}
-	b.spare.Put(j)
+	if j.gen >= 1<<31 {
+		return
+	}
+	sp := b.freeing
+	if sp == nil {
+		sp, _ = b.spareBatches.Get().(*spareRecs)
+		if sp == nil {
+			sp = new(spareRecs)
+		}
+		b.freeing = sp
+	}
+	sp.recs[sp.n] = j
+	if sp.n++; sp.n == spareBatch {
+		b.spare.Put(sp)
+		b.freeing = nil
+	}
 }
 
 // unarchive brings the archived job hd back as a live job, in its terminal
 // state and in no index but the ID ones.
 func (b *Backend) unarchive(hd uint32) *job {
 	r := *b.arch.recs.at(hd)
-	j := &job{q: b.queueAt[r.queue], hd: hd}
+	j := &job{hd: hd}
 	unpack(b.arch.body(hd), &j.Job)
 	j.State = r.state()
-	j.Queue = j.q.name
+	j.Queue = b.queueAt[r.queue].name
 	b.arch.take(hd)
 	*b.jobs.live.at(hd) = j
 	return j
@@ -388,7 +490,7 @@ func (b *Backend) unindex(j *job, now time.Time) {
 	case j.held != nil:
 		b.unpark(j, now)
 	case j.State == backend.StateQueued:
-		j.q.ready.drop(j)
+		b.queueOf(j).ready.drop(j)
 	case j.State == backend.StateScheduled || j.State == backend.StateRetrying:
 		b.delayed.drop(j)
 	}
@@ -400,8 +502,9 @@ func (b *Backend) endLease(j *job, now time.Time) {
 	if j.LimitKey != "" {
 		b.leaseEnded(j, now)
 	}
-	b.slots[j.slot] = nil
-	b.freeSlots = append(b.freeSlots, j.slot)
+	slot, _ := b.tokenSlot(j.LeaseToken)
+	b.slots[slot] = nil
+	b.freeSlots = append(b.freeSlots, uint32(slot))
 	j.LeaseToken = ""
 	j.LeaseExpiresAt = time.Time{}
 	j.Worker = ""
