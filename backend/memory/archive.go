@@ -2,6 +2,7 @@ package memory
 
 import (
 	"encoding/binary"
+	"math"
 	"slices"
 	"time"
 	"unsafe"
@@ -21,6 +22,7 @@ type archive struct {
 	slabs     []slab
 	freeSlabs []uint32
 	cur       uint32        // the slab records are added to; len(slabs) before the first
+	spare     []byte        // the buffer of the last slab dropped, for the next one
 	recs      paged[record] // by handle, as long as jobTable.live
 	expiring  expiryHeap
 }
@@ -87,8 +89,17 @@ func (a *archive) place(hd uint32, rec []byte) (uint32, uint32) {
 	return s, uint32(off)
 }
 
+// newSlab starts a slab of size bytes. A full-size one takes the spare
+// buffer when there is one: Sweep drops slabs as fast as Finish fills them,
+// and a new buffer would cost an allocation, its zeroing and, in time, a
+// garbage collection.
 func (a *archive) newSlab(size int) uint32 {
-	buf := make([]byte, 0, size)
+	var buf []byte
+	if size == slabSize && a.spare != nil {
+		buf, a.spare = a.spare, nil
+	} else {
+		buf = make([]byte, 0, size)
+	}
 	if n := len(a.freeSlabs); n > 0 {
 		s := a.freeSlabs[n-1]
 		a.freeSlabs = a.freeSlabs[:n-1]
@@ -145,7 +156,12 @@ func (a *archive) release(s uint32, size int) {
 	}
 }
 
+// dropSlab frees slab s, keeping its buffer as the spare if it is
+// full-size: at most one slab's memory is kept beyond the records'.
 func (a *archive) dropSlab(s uint32) {
+	if buf := a.slabs[s].buf; cap(buf) == slabSize {
+		a.spare = buf[:0]
+	}
 	a.slabs[s] = slab{}
 	a.freeSlabs = append(a.freeSlabs, s)
 }
@@ -177,14 +193,25 @@ type expiryEntry struct {
 	hd  uint32
 }
 
-// expiryHeap is a binary min-heap of archived jobs by (ExpiresAt, seq), for
-// Sweep. A job that leaves the archive otherwise leaves a stale entry,
-// which the heap skips when it meets it and purges with the others once they
-// make up half of it. Its sifting is timeHeap's, over entries that hold no
-// pointer; one generic heap for both would call its comparison through a
-// dictionary on Lease's path, which timeHeap serves.
+// before reports whether e expires before f: by key, then seq.
+func (e *expiryEntry) before(f *expiryEntry) bool {
+	return e.key < f.key || e.key == f.key && e.seq < f.seq
+}
+
+// expiryHeap orders the archived jobs by (ExpiresAt, seq), for Sweep. Jobs
+// with one TTL end in the order they expire, so nearly every entry comes
+// after the one pushed before it: those go to a FIFO, in order, which costs
+// O(1) to push and pop, and only the others to a binary min-heap; the
+// smallest entry is the smaller of the FIFO's head and the heap's top. A job
+// that leaves the archive otherwise leaves a stale entry, which the heap
+// skips when it meets it and purges with the others once they make up half
+// of it. Its sifting is timeHeap's, over entries that hold no pointer; one
+// generic heap for both would call its comparison through a dictionary on
+// Lease's path, which timeHeap serves.
 type expiryHeap struct {
-	items []expiryEntry
+	items []expiryEntry // the heap of the entries pushed out of order
+	fifo  []expiryEntry // the entries pushed in order, from head on
+	head  int
 	stale int
 	seq   uint64
 }
@@ -196,52 +223,96 @@ func (h *expiryHeap) next() uint64 {
 }
 
 func (h *expiryHeap) push(key int64, seq uint64, hd uint32) {
-	h.items = append(h.items, expiryEntry{key: key, seq: seq, hd: hd})
+	e := expiryEntry{key: key, seq: seq, hd: hd}
+	if n := len(h.fifo); n == h.head || !e.before(&h.fifo[n-1]) {
+		h.fifo = append(h.fifo, e)
+		return
+	}
+	h.items = append(h.items, e)
 	h.up(len(h.items) - 1)
 }
 
-// minExpiring returns the live entry with the smallest key, or nil, dropping stale
-// entries from the top on the way.
+// len returns the number of entries, stale ones included.
+func (h *expiryHeap) len() int { return len(h.items) + len(h.fifo) - h.head }
+
+// top returns the smallest entry, stale or not, or nil.
+func (h *expiryHeap) top() *expiryEntry {
+	if h.head == len(h.fifo) {
+		if len(h.items) == 0 {
+			return nil
+		}
+		return &h.items[0]
+	}
+	if f := &h.fifo[h.head]; len(h.items) == 0 || f.before(&h.items[0]) {
+		return f
+	}
+	return &h.items[0]
+}
+
+// minExpiring returns the live entry with the smallest key, or nil, dropping
+// stale entries from the top on the way.
 func (a *archive) minExpiring() *expiryEntry {
 	h := &a.expiring
-	for len(h.items) > 0 {
-		if e := &h.items[0]; a.recs.at(e.hd).seq == e.seq {
+	for {
+		e := h.top()
+		if e == nil || a.recs.at(e.hd).seq == e.seq {
 			return e
 		}
 		h.removeTop()
 		h.stale--
 	}
-	return nil
 }
 
-// purgeExpiring drops the stale entries once they are half the heap.
+// popExpired takes the entries of the archived jobs that expire before key
+// out of expiring, smallest first, and appends their handles to due until
+// it is full.
+func (a *archive) popExpired(key int64, due []uint32) []uint32 {
+	for len(due) < cap(due) {
+		e := a.minExpiring()
+		if e == nil || e.key >= key {
+			break
+		}
+		due = append(due, e.hd)
+		a.expiring.removeTop()
+	}
+	return due
+}
+
+// purgeExpiring drops the stale entries once they are half the entries.
 func (a *archive) purgeExpiring() {
 	h := &a.expiring
-	if h.stale < purgeMin || h.stale <= len(h.items)/2 {
+	if h.stale < purgeMin || h.stale <= h.len()/2 {
 		return
 	}
-	live := h.items[:0]
-	for _, e := range h.items {
-		if a.recs.at(e.hd).seq == e.seq {
-			live = append(live, e)
+	live := func(e expiryEntry) bool { return a.recs.at(e.hd).seq == e.seq }
+	h.items = slices.DeleteFunc(h.items, func(e expiryEntry) bool { return !live(e) })
+	fifo := h.fifo[:0]
+	for _, e := range h.fifo[h.head:] {
+		if live(e) {
+			fifo = append(fifo, e) // keeps the order
 		}
 	}
-	h.items = live
+	h.fifo, h.head = fifo, 0
 	h.stale = 0
-	for i := len(live)/2 - 1; i >= 0; i-- {
+	for i := len(h.items)/2 - 1; i >= 0; i-- {
 		h.down(i)
 	}
 	if shrinkable(len(h.items), cap(h.items)) {
 		h.items = slices.Clone(h.items)
 	}
+	if shrinkable(len(h.fifo), cap(h.fifo)) {
+		h.fifo = slices.Clone(h.fifo)
+	}
 }
 
-func (h *expiryHeap) less(i, k int) bool {
-	a, b := &h.items[i], &h.items[k]
-	return a.key < b.key || a.key == b.key && a.seq < b.seq
-}
+func (h *expiryHeap) less(i, k int) bool { return h.items[i].before(&h.items[k]) }
 
+// removeTop removes the entry that top returns.
 func (h *expiryHeap) removeTop() {
+	if h.head < len(h.fifo) && (len(h.items) == 0 || h.fifo[h.head].before(&h.items[0])) {
+		h.popFIFO()
+		return
+	}
 	n := len(h.items) - 1
 	h.items[0] = h.items[n]
 	h.items = h.items[:n]
@@ -250,6 +321,22 @@ func (h *expiryHeap) removeTop() {
 	}
 	if shrinkable(n, cap(h.items)) {
 		h.items = slices.Clone(h.items)
+	}
+}
+
+// popFIFO drops the FIFO's head. Once the dropped entries are half the
+// slice, the rest moves to its front: each move is paid for by a pop, and
+// the slice stays at most twice the entries it holds.
+func (h *expiryHeap) popFIFO() {
+	h.head++
+	n := len(h.fifo) - h.head
+	if h.head < n {
+		return
+	}
+	copy(h.fifo, h.fifo[h.head:])
+	h.fifo, h.head = h.fifo[:n], 0
+	if shrinkable(n, cap(h.fifo)) {
+		h.fifo = slices.Clone(h.fifo)
 	}
 }
 
@@ -309,9 +396,45 @@ func pack(buf []byte, j *backend.Job) []byte {
 		buf = appendString(buf, d)
 	}
 	buf = appendBytes(buf, j.Result)
-	for _, t := range [...]time.Time{j.UniqueUntil, j.CreatedAt, j.RunAt, j.StartedAt, j.FinishedAt, j.ExpiresAt} {
-		buf = binary.AppendVarint(buf, t.Unix())
-		buf = binary.AppendUvarint(buf, uint64(t.Nanosecond()))
+	return appendTimes(buf, &[numTimes]time.Time{j.UniqueUntil, j.CreatedAt, j.RunAt, j.StartedAt, j.FinishedAt, j.ExpiresAt})
+}
+
+// numTimes is the number of times in a packed job.
+const numTimes = 6
+
+// The kinds of a packed time. Most times are zero or within the years 1678
+// to 2262 that int64 nanoseconds cover, so they pack into nothing or one
+// fixed-size word: no varint loop, and fewer bytes than a varint of seconds
+// and one of nanoseconds.
+const (
+	timeZero  = iota // nothing follows
+	timeNanos        // int64 nanoseconds since the Unix epoch follow
+	timeWide         // int64 seconds since the Unix epoch and uint32 nanoseconds follow
+)
+
+// appendTimes packs ts: a uint16 of their kinds, two bits each, then each
+// time as its kind says.
+func appendTimes(buf []byte, ts *[numTimes]time.Time) []byte {
+	const maxSec = math.MaxInt64/int64(time.Second) - 1
+	var kinds uint16
+	for i := range ts {
+		switch s := ts[i].Unix(); {
+		case ts[i].IsZero():
+		case s >= -maxSec && s <= maxSec:
+			kinds |= timeNanos << (2 * i)
+		default:
+			kinds |= timeWide << (2 * i)
+		}
+	}
+	buf = binary.LittleEndian.AppendUint16(buf, kinds)
+	for i := range ts {
+		switch kinds >> (2 * i) & 3 {
+		case timeNanos:
+			buf = binary.LittleEndian.AppendUint64(buf, uint64(ts[i].UnixNano()))
+		case timeWide:
+			buf = binary.LittleEndian.AppendUint64(buf, uint64(ts[i].Unix()))
+			buf = binary.LittleEndian.AppendUint32(buf, uint32(ts[i].Nanosecond()))
+		}
 	}
 	return buf
 }
@@ -378,10 +501,22 @@ func (u *unpacker) bytes() []byte {
 	return b
 }
 
-func (u *unpacker) time() time.Time {
-	sec := u.varint()
-	nsec := u.uvarint()
-	return time.Unix(sec, int64(nsec)).UTC()
+// times reads what appendTimes packed.
+func (u *unpacker) times(ts *[numTimes]time.Time) {
+	kinds := binary.LittleEndian.Uint16(u.b)
+	u.b = u.b[2:]
+	for i := range ts {
+		switch kinds >> (2 * i) & 3 {
+		case timeZero:
+			ts[i] = time.Time{}
+		case timeNanos:
+			ts[i] = time.Unix(0, int64(binary.LittleEndian.Uint64(u.b))).UTC()
+			u.b = u.b[8:]
+		default:
+			ts[i] = time.Unix(int64(binary.LittleEndian.Uint64(u.b)), int64(binary.LittleEndian.Uint32(u.b[8:]))).UTC()
+			u.b = u.b[12:]
+		}
+	}
 }
 
 // unpack fills j with the packed job in b; every string and slice is a copy.
@@ -418,12 +553,9 @@ func unpack(b []byte, j *backend.Job) {
 		}
 	}
 	j.Result = u.bytes()
-	j.UniqueUntil = u.time()
-	j.CreatedAt = u.time()
-	j.RunAt = u.time()
-	j.StartedAt = u.time()
-	j.FinishedAt = u.time()
-	j.ExpiresAt = u.time()
+	var ts [numTimes]time.Time
+	u.times(&ts)
+	j.UniqueUntil, j.CreatedAt, j.RunAt, j.StartedAt, j.FinishedAt, j.ExpiresAt = ts[0], ts[1], ts[2], ts[3], ts[4], ts[5]
 }
 
 // typeOf returns the Type of a packed job as a view (see archive.id).

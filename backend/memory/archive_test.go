@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -24,7 +27,14 @@ func TestPackRoundTrip(t *testing.T) {
 		ExpiresAt: stamp(time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC)),
 	}
 	empty := backend.Job{Payload: []byte{}, Meta: map[string]string{}, DependsOn: []string{}, Result: []byte{}}
-	for name, j := range map[string]backend.Job{"full": full, "zero": {}, "empty": empty} {
+	// Times at the edges of what int64 nanoseconds hold, and just past them.
+	const maxSec = math.MaxInt64/int64(time.Second) - 1
+	edges := backend.Job{
+		UniqueUntil: time.Unix(maxSec, 999999999).UTC(), CreatedAt: time.Unix(-maxSec, 0).UTC(),
+		RunAt: time.Unix(maxSec+2, 999999999).UTC(), StartedAt: time.Unix(-maxSec-2, 0).UTC(),
+		FinishedAt: time.Unix(-1, 500).UTC(), ExpiresAt: time.Unix(0, 0).UTC(),
+	}
+	for name, j := range map[string]backend.Job{"full": full, "zero": {}, "empty": empty, "edges": edges} {
 		var got backend.Job
 		unpack(pack(nil, &j), &got)
 		if !reflect.DeepEqual(got, j) {
@@ -35,7 +45,8 @@ func TestPackRoundTrip(t *testing.T) {
 
 // Slabs are dropped as their jobs are swept; one that a few long-kept jobs
 // keep mostly empty has them moved out, so that the archive holds at most
-// about four times what its jobs need. Every job stays readable throughout.
+// about four times what its jobs need, and one spare slab. Every job stays
+// readable throughout.
 func TestArchiveGivesSlabsBack(t *testing.T) {
 	ctx := context.Background()
 	b := New(Options{EventLogSize: 16})
@@ -73,13 +84,13 @@ func TestArchiveGivesSlabsBack(t *testing.T) {
 	}
 	check := func(stage string, kept func(i int) bool) {
 		t.Helper()
-		live, held := 0, 0
+		live, held := 0, cap(b.arch.spare)
 		for _, s := range b.arch.slabs {
 			live += s.live
 			held += cap(s.buf)
 		}
-		if held > 4*live+slabSize {
-			t.Errorf("%s: slabs hold %d bytes for %d of records, want at most 4× and one slab", stage, held, live)
+		if held > 4*live+2*slabSize {
+			t.Errorf("%s: slabs hold %d bytes for %d of records, want at most 4× and two slabs (the current one and the spare)", stage, held, live)
 		}
 		for i := range n {
 			j, err := b.Job(ctx, jobs[i].ID)
@@ -182,6 +193,161 @@ func TestStateAtUndoesStateIndex(t *testing.T) {
 	for i, st := range stateAt {
 		if got := stateIndex(st); got != i {
 			t.Errorf("stateIndex(%s) = %d, want %d", st, got, i)
+		}
+	}
+}
+
+// Sweep meets archived jobs in (ExpiresAt, seq) order, whether they were
+// pushed in that order (the FIFO) or not (the heap), and skips the ones
+// that Requeue took back; random pushes, takes and pops are checked against
+// a sorted model.
+func TestExpiringOrder(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, seed>>1))
+	var a archive
+	var model []expiryEntry // the live entries
+	var nextHD uint32
+	key := int64(0)
+	push := func() {
+		key += rng.Int64N(3) // in order, ties included: to the FIFO
+		k := key
+		if rng.IntN(8) == 0 {
+			k -= 1 + rng.Int64N(50) // out of order: to the heap
+		}
+		hd := nextHD
+		nextHD++
+		a.recs.grow()
+		seq := a.expiring.next()
+		a.add(hd, []byte("x"), seq, 0, backend.StateCompleted, false)
+		a.expiring.push(k, seq, hd)
+		model = append(model, expiryEntry{key: k, seq: seq, hd: hd})
+	}
+	take := func() {
+		i := rng.IntN(len(model))
+		a.take(model[i].hd)
+		model = slices.Delete(model, i, i+1)
+	}
+	pop := func() {
+		least := slices.MinFunc(model, func(e, f expiryEntry) int {
+			if e.before(&f) {
+				return -1
+			}
+			return 1
+		})
+		e := a.minExpiring()
+		if e == nil || *e != least {
+			t.Fatalf("minExpiring: got %+v, want %+v", e, least)
+		}
+		a.expiring.removeTop()
+		a.remove(least.hd)
+		model = slices.DeleteFunc(model, func(e expiryEntry) bool { return e == least })
+	}
+	for round := range 4 {
+		for range 3000 {
+			switch r := rng.IntN(10); {
+			case r < 5 || len(model) == 0:
+				push()
+			case r < 7:
+				take()
+			default:
+				pop()
+			}
+		}
+		if round%2 == 1 {
+			for len(model) > 0 {
+				pop()
+			}
+			if e := a.minExpiring(); e != nil {
+				t.Fatalf("emptied: minExpiring got %+v, want nil", e)
+			}
+			if n := len(a.expiring.fifo); n != 0 {
+				t.Fatalf("emptied: the FIFO keeps %d entries, want 0", n)
+			}
+		}
+	}
+	// Requeue takes most jobs back: their stale entries must not pile up.
+	for range 2000 {
+		push()
+	}
+	for range 1500 {
+		take()
+	}
+	if n := a.expiring.len(); n > 2*len(model)+2*purgeMin {
+		t.Errorf("expiring holds %d entries for %d live jobs, want stale ones purged", n, len(model))
+	}
+	for len(model) > 0 {
+		pop()
+	}
+}
+
+// Sweep deletes in chunks (see sweepChunk): across chunks it keeps to its
+// limit, deletes in expiry order, and leaves the jobs that have not expired.
+func TestSweepAcrossChunks(t *testing.T) {
+	ctx := context.Background()
+	b := New(Options{EventLogSize: 16})
+	defer b.Close()
+	t0 := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	const n, kept = 3*sweepChunk + 10, 20
+	var jobs []backend.NewJob
+	for i := range n + kept {
+		// TTLs out of order, so that expiring uses its heap and its FIFO.
+		ttl := time.Hour + time.Duration(i%7)*time.Minute
+		if i >= n {
+			ttl = 48 * time.Hour
+		}
+		jobs = append(jobs, backend.NewJob{ID: fmt.Sprintf("job-%06d", i), Type: "t", Queue: "default",
+			ResultTTL: ttl, FailureTTL: ttl})
+	}
+	if _, err := b.Enqueue(ctx, t0, jobs); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ls, err := b.Lease(ctx, backend.LeaseRequest{Queues: []string{"default"}, Max: 100, Now: t0, TTL: time.Hour})
+		if err != nil || len(ls) == 0 {
+			break
+		}
+		acks := make([]backend.Ack, len(ls))
+		for i, l := range ls {
+			acks[i] = backend.Ack{Lease: l.Ref(), Outcome: backend.OutcomeCompleted}
+		}
+		if _, err := b.Finish(ctx, t0, acks); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// At 1h1m1s only the jobs of the two shortest TTLs have expired: those
+	// go, the others stay.
+	at := t0.Add(time.Hour + time.Minute + time.Second)
+	short := 0
+	for i := range n {
+		if i%7 <= 1 {
+			short++
+		}
+	}
+	if got, _ := b.Sweep(ctx, at, 0); got != short {
+		t.Fatalf("Sweep at 1h1m1s: got %d deleted, want the %d jobs of the shortest TTLs", got, short)
+	}
+	for i := range n {
+		_, err := b.Job(ctx, jobs[i].ID)
+		if gone := i%7 <= 1; gone != (err != nil) {
+			t.Fatalf("after Sweep at 1h1m1s: Job %s: got error %v, want it gone: %v", jobs[i].ID, err, gone)
+		}
+	}
+	at = t0.Add(2 * time.Hour)
+	limit := sweepChunk + sweepChunk/2
+	if got, _ := b.Sweep(ctx, at, limit); got != limit {
+		t.Fatalf("Sweep with limit %d: got %d deleted, want %d", limit, got, limit)
+	}
+	if got, _ := b.Sweep(ctx, at, 0); got != n-short-limit {
+		t.Fatalf("Sweep without limit: got %d deleted, want the %d left", got, n-short-limit)
+	}
+	if got, _ := b.Sweep(ctx, at, 0); got != 0 {
+		t.Fatalf("Sweep a second time: got %d deleted, want 0", got)
+	}
+	for i := range n + kept {
+		_, err := b.Job(ctx, jobs[i].ID)
+		if kept := i >= n; kept != (err == nil) {
+			t.Fatalf("after Sweep at 2h: Job %s: got error %v, want it kept: %v", jobs[i].ID, err, kept)
 		}
 	}
 }

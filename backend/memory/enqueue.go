@@ -31,6 +31,7 @@ func (b *Backend) Enqueue(ctx context.Context, now time.Time, jobs []backend.New
 	if b.closed {
 		return nil, errClosed
 	}
+	b.prefetchNew(recs)
 	var q *queue
 	for i, j := range recs {
 		if q == nil || q.name != j.Queue {

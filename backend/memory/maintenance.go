@@ -41,6 +41,10 @@ func (b *Backend) Promote(ctx context.Context, now time.Time) (int, time.Time, e
 	return moved, next, nil
 }
 
+// sweepChunk is how many expired jobs Sweep gathers before it deletes them,
+// so that it can fetch their memory all at once first (see prefetchArchived).
+const sweepChunk = 128
+
 // Sweep deletes expired terminal jobs; see backend.Backend. A limit of zero
 // or less means no limit. It also forgets unique keys of swept jobs once
 // their UniqueUntil has passed, within the same limit, and worker entries
@@ -57,11 +61,17 @@ func (b *Backend) Sweep(ctx context.Context, now time.Time, limit int) (int, err
 		return 0, errClosed
 	}
 	deleted := 0
-	for e := b.arch.minExpiring(); e != nil && e.key < key && deleted < limit; e = b.arch.minExpiring() {
-		hd := e.hd
-		b.arch.expiring.removeTop()
-		b.deleteLocked(hd, now)
-		deleted++
+	var chunk [sweepChunk]uint32
+	for deleted < limit {
+		due := b.arch.popExpired(key, chunk[:0:min(len(chunk), limit-deleted)])
+		if len(due) == 0 {
+			break
+		}
+		b.prefetchArchived(due)
+		for _, hd := range due {
+			b.deleteLocked(hd, now)
+		}
+		deleted += len(due)
 	}
 	for n := 0; n < limit && len(b.tombs) > 0 && b.tombs[0].until <= key; n++ {
 		t := heap.Pop(&b.tombs).(tomb)

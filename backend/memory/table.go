@@ -8,22 +8,20 @@ import (
 
 // jobTable numbers the stored jobs and finds them by ID. A stored job has a
 // handle from Enqueue until Sweep deletes it: its index in live and in
-// archive.recs. The maps from ID to handle hold no pointers, so the garbage
-// collector does not scan them; the map keyed by the ID's 64-bit hash
-// compares integers, not strings, and so stays fast when it holds millions
-// of jobs whose IDs are scattered over memory. The rare ID whose hash
-// another ID has taken lives in an overflow map by its string.
+// archive.recs. The table from ID to handle (see idMap) holds no pointers,
+// so the garbage collector does not scan it, and compares integers, not
+// strings, so that it stays fast when it holds millions of jobs whose IDs
+// are scattered over memory: only an entry whose hash matches, in the bits
+// the table keeps, has its ID read, to tell it from another ID with them.
 type jobTable struct {
-	seed     maphash.Seed
-	byHash   map[uint64]uint32
-	overflow map[string]uint32
-	peak     int         // most entries byHash held since it was made
-	live     paged[*job] // by handle; nil while the job is archived or the handle free
-	free     []uint32    // handles free for reuse
+	seed maphash.Seed
+	ids  idMap       // handles by the hash of their ID
+	live paged[*job] // by handle; nil while the job is archived or the handle free
+	free []uint32    // handles free for reuse
 }
 
 func newJobTable() jobTable {
-	return jobTable{seed: maphash.MakeSeed(), byHash: make(map[uint64]uint32), overflow: make(map[string]uint32)}
+	return jobTable{seed: maphash.MakeSeed()}
 }
 
 func (t *jobTable) hash(id string) uint64 { return maphash.String(t.seed, id) }
@@ -39,15 +37,7 @@ func (b *Backend) idOf(hd uint32) string {
 
 // find returns the handle of the stored job with id.
 func (b *Backend) find(id string) (uint32, bool) {
-	t := &b.jobs
-	if hd, ok := t.byHash[t.hash(id)]; ok && b.idOf(hd) == id {
-		return hd, true
-	}
-	if len(t.overflow) == 0 {
-		return 0, false
-	}
-	hd, ok := t.overflow[id]
-	return hd, ok
+	return b.jobs.ids.lookup(b.jobs.hash(id), func(hd uint32) bool { return b.idOf(hd) == id })
 }
 
 // lookup finds the stored job with id: live (j is set) or archived (found is
@@ -72,7 +62,9 @@ func (b *Backend) stateOf(id string) (backend.State, bool) {
 	return "", false
 }
 
-// store gives the new job j, whose ID no stored job has, a handle.
+// store gives the new job j, whose ID no stored job has, a handle. The ID
+// table would hold a second entry for an ID already stored, so Enqueue
+// refuses duplicates before it stores.
 func (b *Backend) store(j *job) {
 	t := &b.jobs
 	if n := len(t.free); n > 0 {
@@ -83,42 +75,54 @@ func (b *Backend) store(j *job) {
 		b.arch.recs.grow()
 	}
 	*t.live.at(j.hd) = j
-	h := t.hash(j.ID)
-	if _, taken := t.byHash[h]; !taken {
-		t.byHash[h] = j.hd
-		t.peak = max(t.peak, len(t.byHash))
-	} else {
-		t.overflow[j.ID] = j.hd
-	}
+	t.ids.insert(t.hash(j.ID), j.hd)
 	b.byID.insert(j.hd)
 }
 
 // forget frees the handle of the archived job hd, which Sweep deletes.
 func (b *Backend) forget(hd uint32) {
 	t := &b.jobs
-	id := b.arch.id(hd)
-	h := t.hash(id)
-	if got, ok := t.byHash[h]; ok && got == hd {
-		delete(t.byHash, h)
-		t.shrink()
-	} else {
-		delete(t.overflow, id)
-	}
+	t.ids.remove(t.hash(b.arch.id(hd)), hd)
 	b.byID.remove(hd)
 	t.free = append(t.free, hd)
 }
 
-// shrink rebuilds the map once it holds a small part of its peak: a Go map
-// never gives back the room a burst made it take.
-func (t *jobTable) shrink() {
-	if !shrinkable(len(t.byHash), t.peak) {
+// prefetchArchived reads the records, IDs and ID-table slots of the
+// archived jobs hds, which Sweep is about to delete. Deleting a job waits for
+// each of them to come from memory in turn; read here, in loops whose reads
+// do not wait for one another, they come many at once, and the deletes find
+// them in the cache.
+func (b *Backend) prefetchArchived(hds []uint32) {
+	var sum uint64
+	for _, hd := range hds {
+		sum += uint64(b.arch.recs.at(hd).off)
+	}
+	t := &b.jobs
+	for _, hd := range hds {
+		sum += t.ids.slot(t.hash(b.arch.id(hd)))
+	}
+	t.ids.fetched = sum
+}
+
+// prefetchMinSlots is the smallest ID table that prefetchNew reads ahead
+// in: a smaller one (512 KiB) stays in the cache, where reading ahead would
+// only cost the hashing twice.
+const prefetchMinSlots = 1 << 16
+
+// prefetchNew reads the ID-table slots where the new jobs js will go, for
+// Enqueue to call before it stores them, as prefetchArchived does for Sweep:
+// in a large table each slot is a cache miss that store would wait for. It
+// reads the table, so it is called under b.mu, as store is.
+func (b *Backend) prefetchNew(js []*job) {
+	t := &b.jobs
+	if len(t.ids.slots) < prefetchMinSlots {
 		return
 	}
-	m := make(map[uint64]uint32, 2*len(t.byHash))
-	for h, hd := range t.byHash {
-		m[h] = hd
+	var sum uint64
+	for _, j := range js {
+		sum += t.ids.slot(t.hash(j.ID))
 	}
-	t.byHash, t.peak = m, len(m)
+	t.ids.fetched = sum
 }
 
 // pageBits sets the size of a page of a paged table: 4096 entries.
