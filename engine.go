@@ -48,6 +48,11 @@ type Engine struct {
 	runMu sync.Mutex
 	runs  map[string]*run
 
+	// jobBufs holds the []backend.NewJob of finished EnqueueMany calls
+	// (as *[]backend.NewJob): a batch of 512 jobs is 120 KB, which a busy
+	// producer would otherwise allocate, and fault in, on every call.
+	jobBufs sync.Pool
+
 	running   atomic.Bool
 	stopRun   atomic.Pointer[context.CancelFunc]
 	runDone   chan struct{}
@@ -185,14 +190,25 @@ type EnqueueResult struct {
 // stores nothing; duplicates and unknown dependencies are reported per job.
 func (e *Engine) EnqueueMany(ctx context.Context, specs []JobSpec) ([]EnqueueResult, error) {
 	now := e.clock.Now()
-	jobs := make([]backend.NewJob, len(specs))
+	buf, _ := e.jobBufs.Get().(*[]backend.NewJob)
+	if buf == nil {
+		buf = new([]backend.NewJob)
+	}
+	jobs := slices.Grow((*buf)[:0], len(specs))[:len(specs)]
+	defer func() {
+		// The backend copied what it keeps (see backend.Backend.Enqueue).
+		if cap(jobs) <= maxPooledBatch {
+			clear(jobs)
+			*buf = jobs[:0]
+			e.jobBufs.Put(buf)
+		}
+	}()
 	ids := e.ids.NewBatch(now, len(specs))
 	for i, s := range specs {
-		nj, err := e.newJob(now, ids[i], s.Type, s.Payload, s.Options)
-		if err != nil {
+		var err error
+		if jobs[i], err = e.newJob(now, ids[i], s.Type, s.Payload, s.Options); err != nil {
 			return nil, fmt.Errorf("enqueue batch: job %d (%q): %w", i, s.Type, err)
 		}
-		jobs[i] = nj
 	}
 	res, err := e.backend.Enqueue(ctx, now, jobs)
 	if err != nil {
@@ -210,6 +226,10 @@ func (e *Engine) EnqueueMany(ctx context.Context, specs []JobSpec) ([]EnqueueRes
 	}
 	return out, nil
 }
+
+// maxPooledBatch is the largest batch whose buffer EnqueueMany keeps for
+// the next call, so that one huge batch does not stay in memory.
+const maxPooledBatch = 4096
 
 // afterEnqueue wakes this engine's scheduler when a job was scheduled for
 // later, so that it is promoted on time without polling.

@@ -43,14 +43,16 @@ const (
 )
 
 // run is one attempt of one job in this process. It holds the handler's
-// context and Job view by value, so that an attempt costs one allocation.
+// context and Job view by value, so that an attempt costs one allocation,
+// and copies what it needs of its lease, which the dispatcher hands back to
+// the backend for reuse (see backend.LeaseRequest.Reuse).
 type run struct {
-	engine *Engine
-	pool   *pool // nil for runs of Drain, which acknowledge in place
-	job    *backend.Job
-	lease  backend.LeaseRef
-	ctx    runContext
-	view   Job // what the handler sees
+	engine   *Engine
+	pool     *pool // nil for runs of Drain, which acknowledge in place
+	lease    backend.LeaseRef
+	failures int // the job's failed attempts before this one
+	ctx      runContext
+	view     Job // what the handler sees
 	// The job's timeout ends the run: through the pool's deadline heap
 	// (heapIndex is its place there, -1 outside it), or for a run of Drain
 	// through a timer that Drain keeps.
@@ -70,7 +72,7 @@ func (e *Engine) newRun(base context.Context, l *backend.Lease, p *pool, now tim
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	r := &run{engine: e, pool: p, job: j, lease: l.Ref(), timeout: timeout, heapIndex: -1}
+	r := &run{engine: e, pool: p, lease: l.Ref(), failures: j.Failures, timeout: timeout, heapIndex: -1}
 	r.ctx.parent = base
 	r.ctx.deadline = now.Add(timeout)
 	r.view = Job{
@@ -253,6 +255,7 @@ func (p *pool) dispatch(ctx context.Context) {
 	failing := false
 	backoff := 50 * time.Millisecond
 	var started []*run
+	var spare []*backend.Lease // leases done with, for the backend to reuse
 	var gather *time.Timer
 	var lastLease time.Time
 	lastShort := false
@@ -300,8 +303,10 @@ func (p *pool) dispatch(ctx context.Context) {
 		lastLease = now
 		leases, err := e.backend.Lease(ctx, backend.LeaseRequest{
 			Queues: e.cfg.queues, Worker: e.workerName, Max: free,
-			Now: e.clock.Now(), TTL: e.cfg.lease, Block: block,
+			Now: e.clock.Now(), TTL: e.cfg.lease, Block: block, Reuse: spare,
 		})
+		// The backend may have filled the first of spare for this call.
+		spare = slices.Delete(spare, 0, min(len(leases), len(spare)))
 		// Several jobs but not all that were asked for: jobs arrive faster
 		// than one a call. A lone job is no such sign, so that a client
 		// that waits for each job before it enqueues the next never waits
@@ -335,6 +340,10 @@ func (p *pool) dispatch(ctx context.Context) {
 			p.work <- r
 		}
 		clear(started)
+		// The runs copied what they need: the leases go back for reuse.
+		if room := p.size - len(spare); room > 0 {
+			spare = append(spare, leases[:min(room, len(leases))]...)
+		}
 	}
 }
 
@@ -555,7 +564,7 @@ func (e *Engine) watchdog(r *run) {
 		e.forget(r)
 	}
 	e.log.Warn("jobrelay: handler still running after its context ended; its result will be ignored",
-		"job_id", r.job.ID, "type", r.job.Type, "cause", r.causeErr())
+		"job_id", r.view.ID, "type", r.view.Type, "cause", r.causeErr())
 	if r.pool != nil {
 		r.pool.abandon()
 	}
@@ -581,14 +590,14 @@ func (e *Engine) forget(r *run) {
 // error that carries the panic value and stack.
 func (e *Engine) callHandler(r *run) (err error) {
 	e.mu.RLock()
-	h := e.handlers[r.job.Type]
+	h := e.handlers[r.view.Type]
 	e.mu.RUnlock()
 	if h == nil {
-		return fmt.Errorf("no handler registered for job type %q in worker %s", r.job.Type, e.workerName)
+		return fmt.Errorf("no handler registered for job type %q in worker %s", r.view.Type, e.workerName)
 	}
 	defer func() {
 		if v := recover(); v != nil {
-			err = fmt.Errorf("handler of job type %q panicked: %v\n%s", r.job.Type, v, debug.Stack())
+			err = fmt.Errorf("handler of job type %q panicked: %v\n%s", r.view.Type, v, debug.Stack())
 		}
 	}()
 	return h.handler.Handle(&r.ctx, &r.view)
@@ -628,9 +637,9 @@ func (e *Engine) decide(r *run, err error) (backend.Ack, bool) {
 		err = timeout
 	}
 	ack.Error = err.Error()
-	failures := r.job.Failures
+	failures := r.failures
 	var skip *skipRetryError
-	if errors.As(err, &skip) || failures >= r.job.MaxRetries {
+	if errors.As(err, &skip) || failures >= r.view.MaxRetries {
 		ack.Outcome = backend.OutcomeFailed
 		return ack, true
 	}

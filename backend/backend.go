@@ -220,6 +220,14 @@ type LeaseRequest struct {
 	// Now plus the wall time waited, so that lease expiry and rate windows
 	// count from when the job was really taken.
 	Block time.Duration
+	// Reuse holds leases of earlier calls that the caller is done with: it
+	// keeps no pointer to them or to their Job. A backend may overwrite
+	// Reuse[0], Reuse[1], … in that order, one per lease it returns,
+	// instead of allocating new ones, or ignore them; so after the call the
+	// caller must treat the first len(returned) entries as given away. A
+	// busy engine leases millions of jobs, and a lease is the size of a
+	// Job: reusing them spares the allocation and the garbage collector.
+	Reuse []*Lease
 }
 
 // Lease is a job leased to a worker. The Job's LeaseToken is the fencing
@@ -436,7 +444,9 @@ type Backend interface {
 	// returns one result per job in order. A job whose unique key is held or
 	// whose dependency is unknown is not stored; its result says why, and the
 	// others are stored all the same. The error is for the whole call
-	// (storage unreachable); then nothing may be assumed stored.
+	// (storage unreachable); then nothing may be assumed stored. Enqueue
+	// keeps nothing of jobs (the slice, payloads, maps, slices) once it
+	// returns, so that the caller may reuse them for its next batch.
 	Enqueue(ctx context.Context, now time.Time, jobs []NewJob) ([]EnqueueResult, error)
 
 	// Lease takes up to req.Max queued jobs, highest priority first and FIFO

@@ -35,6 +35,43 @@ func testLease(t *testing.T, h Harness) {
 			State: backend.StateActive, Attempt: 1, Time: now})
 	})
 
+	// An engine hands the leases it is done with back through Reuse; a
+	// backend that fills them must leave nothing of their old job behind
+	// and must not share them with what it stores.
+	t.Run("ReusesLeasesGivenBack", func(t *testing.T) {
+		f := newFixture(t, h)
+		a := f.newJob(ofType("transcription"))
+		a.Meta = map[string]string{"tenant": "acme"}
+		f.enqueue(f.t0, a)
+		old := f.leaseID(f.t0, a.ID)
+		f.complete(f.t0, old, `"done"`)
+		b, c := f.newJob(ofType("summary")), f.newJob(inQueue("other"))
+		f.enqueue(f.t0, b, c)
+		now := f.at(time.Second)
+		ls := f.lease(backend.LeaseRequest{Queues: []string{"default", "other"}, Worker: "w2", Max: 3, Now: now,
+			TTL: time.Minute, Reuse: []*backend.Lease{old, nil, {}}})
+		if len(ls) != 2 {
+			t.Fatalf("Lease: got %d jobs, want 2", len(ls))
+		}
+		for i, nj := range []backend.NewJob{b, c} {
+			wantStored(t, ls[i].Job, nj)
+			wantLeased(t, ls[i].Job, 1, "w2", now, now.Add(time.Minute))
+			if ls[i].Job.Result != nil || ls[i].Job.Error != "" {
+				t.Errorf("lease of %s: got result %q error %q, want none", nj.ID, ls[i].Job.Result, ls[i].Job.Error)
+			}
+		}
+		if ls[0].Job == ls[1].Job {
+			t.Errorf("two leases of one batch share one Job")
+		}
+		stored := f.job(a.ID)
+		if stored.State != backend.StateCompleted || stored.Meta["tenant"] != "acme" || string(stored.Result) != `"done"` {
+			t.Errorf("stored %s after its lease was reused: got state %q meta %v result %q, want completed, its meta and result",
+				a.ID, stored.State, stored.Meta, stored.Result)
+		}
+		f.complete(now, ls[0], "")
+		f.complete(now, ls[1], "")
+	})
+
 	t.Run("TokenPerLease", func(t *testing.T) {
 		f := newFixture(t, h)
 		a := f.add()

@@ -122,15 +122,18 @@ func (b *Backend) leaseLocked(req backend.LeaseRequest, now time.Time, limit int
 	b.tokenBuf = buf
 	tokens := b.tokenString(buf)
 
+	// Leases the caller handed back (req.Reuse) are filled first; the
+	// rest are new, in one allocation for the batch.
+	reuse := req.Reuse[:min(len(req.Reuse), len(picked))]
 	var boxes []leaseBox
 	var out []*backend.Lease
-	if len(picked) == 1 {
-		// The dispatcher of a busy engine mostly asks for the one worker
+	if len(picked) == 1 && len(reuse) == 0 {
+		// The dispatcher of a busy engine often asks for the one worker
 		// that just freed: one allocation then.
 		one := &leaseOne{}
 		boxes, out = one.box[:], one.out[:]
 	} else {
-		boxes = make([]leaseBox, len(picked))
+		boxes = make([]leaseBox, len(picked)-len(reuse))
 		out = make([]*backend.Lease, len(picked))
 	}
 	expires := now.Add(req.TTL)
@@ -146,13 +149,24 @@ func (b *Backend) leaseLocked(req backend.LeaseRequest, now time.Time, limit int
 		b.leased.push(j, expiresKey)
 		b.emit(backend.EventActive, j, now)
 
+		var l *backend.Lease
+		switch {
+		case i >= len(reuse):
+			box := &boxes[i-len(reuse)]
+			box.lease.Job = &box.job
+			l = &box.lease
+		case reuse[i] != nil && reuse[i].Job != nil:
+			l = reuse[i]
+		default: // nothing to reuse in this entry after all
+			box := &leaseBox{}
+			box.lease.Job = &box.job
+			l = &box.lease
+		}
 		// Payload, Meta and DependsOn never change once stored, so the
 		// lease shares them (a Lease's Job is read-only).
-		box := &boxes[i]
-		box.job = j.Job
-		box.job.Result = nil // a job that is leased has no result yet
-		box.lease.Job = &box.job
-		out[i] = &box.lease
+		*l.Job = j.Job
+		l.Job.Result = nil // a job that is leased has no result yet
+		out[i] = l
 	}
 	clear(picked)
 	return out
