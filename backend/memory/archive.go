@@ -202,16 +202,17 @@ func (e *expiryEntry) before(f *expiryEntry) bool {
 // with one TTL end in the order they expire, so nearly every entry comes
 // after the one pushed before it: those go to a FIFO, in order, which costs
 // O(1) to push and pop, and only the others to a binary min-heap; the
-// smallest entry is the smaller of the FIFO's head and the heap's top. A job
-// that leaves the archive otherwise leaves a stale entry, which the heap
-// skips when it meets it and purges with the others once they make up half
-// of it. Its sifting is timeHeap's, over entries that hold no pointer; one
-// generic heap for both would call its comparison through a dictionary on
-// Lease's path, which timeHeap serves.
+// smallest entry is the smaller of the FIFO's head and the heap's top. The
+// FIFO holds an entry for each archived job, a million or more in a store
+// that keeps a day of jobs, so it is a deque of chunks, which never copies
+// its entries as it grows. A job that leaves the archive otherwise leaves a
+// stale entry, which the heap skips when it meets it and purges with the
+// others once they make up half of it. Its sifting is timeHeap's, over
+// entries that hold no pointer; one generic heap for both would call its
+// comparison through a dictionary on Lease's path, which timeHeap serves.
 type expiryHeap struct {
-	items []expiryEntry // the heap of the entries pushed out of order
-	fifo  []expiryEntry // the entries pushed in order, from head on
-	head  int
+	items []expiryEntry      // the heap of the entries pushed out of order
+	fifo  deque[expiryEntry] // the entries pushed in order
 	stale int
 	seq   uint64
 }
@@ -224,8 +225,8 @@ func (h *expiryHeap) next() uint64 {
 
 func (h *expiryHeap) push(key int64, seq uint64, hd uint32) {
 	e := expiryEntry{key: key, seq: seq, hd: hd}
-	if n := len(h.fifo); n == h.head || !e.before(&h.fifo[n-1]) {
-		h.fifo = append(h.fifo, e)
+	if h.fifo.len() == 0 || !e.before(h.fifo.back()) {
+		h.fifo.pushBack(e)
 		return
 	}
 	h.items = append(h.items, e)
@@ -233,17 +234,17 @@ func (h *expiryHeap) push(key int64, seq uint64, hd uint32) {
 }
 
 // len returns the number of entries, stale ones included.
-func (h *expiryHeap) len() int { return len(h.items) + len(h.fifo) - h.head }
+func (h *expiryHeap) len() int { return len(h.items) + h.fifo.len() }
 
 // top returns the smallest entry, stale or not, or nil.
 func (h *expiryHeap) top() *expiryEntry {
-	if h.head == len(h.fifo) {
+	if h.fifo.len() == 0 {
 		if len(h.items) == 0 {
 			return nil
 		}
 		return &h.items[0]
 	}
-	if f := &h.fifo[h.head]; len(h.items) == 0 || f.before(&h.items[0]) {
+	if f := h.fifo.front(); len(h.items) == 0 || f.before(&h.items[0]) {
 		return f
 	}
 	return &h.items[0]
@@ -284,15 +285,9 @@ func (a *archive) purgeExpiring() {
 	if h.stale < purgeMin || h.stale <= h.len()/2 {
 		return
 	}
-	live := func(e expiryEntry) bool { return a.recs.at(e.hd).seq == e.seq }
-	h.items = slices.DeleteFunc(h.items, func(e expiryEntry) bool { return !live(e) })
-	fifo := h.fifo[:0]
-	for _, e := range h.fifo[h.head:] {
-		if live(e) {
-			fifo = append(fifo, e) // keeps the order
-		}
-	}
-	h.fifo, h.head = fifo, 0
+	live := func(e *expiryEntry) bool { return a.recs.at(e.hd).seq == e.seq }
+	h.items = slices.DeleteFunc(h.items, func(e expiryEntry) bool { return !live(&e) })
+	h.fifo.filter(live) // keeps the order
 	h.stale = 0
 	for i := len(h.items)/2 - 1; i >= 0; i-- {
 		h.down(i)
@@ -300,17 +295,14 @@ func (a *archive) purgeExpiring() {
 	if shrinkable(len(h.items), cap(h.items)) {
 		h.items = slices.Clone(h.items)
 	}
-	if shrinkable(len(h.fifo), cap(h.fifo)) {
-		h.fifo = slices.Clone(h.fifo)
-	}
 }
 
 func (h *expiryHeap) less(i, k int) bool { return h.items[i].before(&h.items[k]) }
 
 // removeTop removes the entry that top returns.
 func (h *expiryHeap) removeTop() {
-	if h.head < len(h.fifo) && (len(h.items) == 0 || h.fifo[h.head].before(&h.items[0])) {
-		h.popFIFO()
+	if h.fifo.len() > 0 && (len(h.items) == 0 || h.fifo.front().before(&h.items[0])) {
+		h.fifo.popFront()
 		return
 	}
 	n := len(h.items) - 1
@@ -321,22 +313,6 @@ func (h *expiryHeap) removeTop() {
 	}
 	if shrinkable(n, cap(h.items)) {
 		h.items = slices.Clone(h.items)
-	}
-}
-
-// popFIFO drops the FIFO's head. Once the dropped entries are half the
-// slice, the rest moves to its front: each move is paid for by a pop, and
-// the slice stays at most twice the entries it holds.
-func (h *expiryHeap) popFIFO() {
-	h.head++
-	n := len(h.fifo) - h.head
-	if h.head < n {
-		return
-	}
-	copy(h.fifo, h.fifo[h.head:])
-	h.fifo, h.head = h.fifo[:n], 0
-	if shrinkable(n, cap(h.fifo)) {
-		h.fifo = slices.Clone(h.fifo)
 	}
 }
 

@@ -261,8 +261,11 @@ func TestExpiringOrder(t *testing.T) {
 			if e := a.minExpiring(); e != nil {
 				t.Fatalf("emptied: minExpiring got %+v, want nil", e)
 			}
-			if n := len(a.expiring.fifo); n != 0 {
+			if n := a.expiring.fifo.len(); n != 0 {
 				t.Fatalf("emptied: the FIFO keeps %d entries, want 0", n)
+			}
+			if n := a.expiring.fifo.used; n > 1 {
+				t.Fatalf("emptied: the FIFO keeps %d chunks, want at most 1", n)
 			}
 		}
 	}

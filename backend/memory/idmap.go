@@ -17,9 +17,20 @@ package memory
 // share a fragment, so the table holds several entries with one fragment and
 // the caller tells them apart by ID (see lookup): colliding hashes need no
 // overflow table.
+//
+// A table that fills up moves to one twice its size, and one that a burst
+// left mostly empty to a smaller one, a few slots at a time (as Redis
+// rehashes): at four million entries moving them all at once would hold
+// the backend's mutex for a hundred milliseconds, a pause that every caller
+// would wait out. While it moves, inserts go to the new table, lookups and
+// removes try the new table and then the old one, and each insert or remove
+// moves the next step slots of the old one across.
 type idMap struct {
-	slots   []uint64 // a power of two long, or empty
-	n       int      // entries held
+	slots   []uint64 // a power of two long, or empty; the table inserts go to
+	n       int      // entries held, in both tables
+	old     []uint64 // the table being moved from, or nil
+	moved   int      // the slots of old below moved are in slots now
+	step    int      // slots of old that each insert or remove moves
 	fetched uint64   // the sum of the slots that the prefetches read, so that their reads are kept
 }
 
@@ -30,6 +41,16 @@ const (
 	// than idMapMaxLoadNum/idMapMaxLoadDen full: linear probing stays short
 	// below three quarters.
 	idMapMaxLoadNum, idMapMaxLoadDen = 3, 4
+	// idMapMinStep is the fewest slots of the old table that an insert or
+	// remove moves; each costs a few nanoseconds.
+	idMapMinStep = 32
+	// idMapMoveAll is the size up to which a table moves at once: moving
+	// it costs less than the bookkeeping of a gradual move.
+	idMapMoveAll = 1 << 12
+	// idMapGone marks a slot of the old table whose entry was removed while
+	// the table moved. It keeps the probe sequences through the slot intact,
+	// as an empty slot would not, and no entry equals it: its fragment is 0.
+	idMapGone = 1
 )
 
 // fragment returns the part of hash h that the table keeps, never 0.
@@ -47,6 +68,9 @@ func (m *idMap) home(f uint32) int { return int(f) & (len(m.slots) - 1) }
 // insert adds handle hd under hash h. The handle must not be in the table;
 // an ID may be in it only once, which the caller ensures (see store).
 func (m *idMap) insert(h uint64, hd uint32) {
+	if m.old != nil {
+		m.move()
+	}
 	if (m.n+1)*idMapMaxLoadDen > len(m.slots)*idMapMaxLoadNum {
 		m.resize(max(idMapMinSlots, 2*len(m.slots)))
 	}
@@ -78,9 +102,24 @@ func (m *idMap) lookup(h uint64, is func(hd uint32) bool) (uint32, bool) {
 	for i := m.home(f); ; i = (i + 1) & mask {
 		e := m.slots[i]
 		if e == 0 {
-			return 0, false
+			break
 		}
 		if uint32(e>>32) == f && is(uint32(e)) {
+			return uint32(e), true
+		}
+	}
+	if m.old == nil {
+		return 0, false
+	}
+	// The slots of old below moved still hold the entries they had, so
+	// that no probe sequence is cut, but those entries are in slots now.
+	mask = len(m.old) - 1
+	for i := int(f) & mask; ; i = (i + 1) & mask {
+		e := m.old[i]
+		if e == 0 {
+			return 0, false
+		}
+		if i >= m.moved && uint32(e>>32) == f && is(uint32(e)) {
 			return uint32(e), true
 		}
 	}
@@ -96,37 +135,64 @@ func (m *idMap) slot(h uint64) uint64 {
 }
 
 // remove deletes handle hd, stored under hash h, and reports whether it was
-// there. A table that a burst left mostly empty is rebuilt smaller.
+// there. A table that a burst left mostly empty moves to a smaller one.
 func (m *idMap) remove(h uint64, hd uint32) bool {
 	if m.n == 0 {
 		return false
 	}
+	if m.old != nil {
+		m.move()
+	}
 	e := uint64(fragment(h))<<32 | uint64(hd)
 	mask := len(m.slots) - 1
 	i := m.home(fragment(h))
-	for m.slots[i] != e {
-		if m.slots[i] == 0 {
-			return false
-		}
+	for m.slots[i] != e && m.slots[i] != 0 {
 		i = (i + 1) & mask
 	}
-	// Backward shift: every entry after the hole, up to the next empty
-	// slot, that may sit in the hole (its home is not after the hole,
-	// cyclically) moves into it, and its slot becomes the hole. A lookup
-	// then never meets an empty slot before the entry it seeks.
-	for j := (i + 1) & mask; m.slots[j] != 0; j = (j + 1) & mask {
-		k := m.home(uint32(m.slots[j] >> 32))
-		if (j-k)&mask >= (j-i)&mask {
-			m.slots[i] = m.slots[j]
-			i = j
+	switch {
+	case m.slots[i] == e:
+		// Backward shift: every entry after the hole, up to the next
+		// empty slot, that may sit in the hole (its home is not after
+		// the hole, cyclically) moves into it, and its slot becomes the
+		// hole. A lookup then never meets an empty slot before the entry
+		// it seeks.
+		for j := (i + 1) & mask; m.slots[j] != 0; j = (j + 1) & mask {
+			k := m.home(uint32(m.slots[j] >> 32))
+			if (j-k)&mask >= (j-i)&mask {
+				m.slots[i] = m.slots[j]
+				i = j
+			}
 		}
+		m.slots[i] = 0
+	case !m.removeOld(e):
+		return false
 	}
-	m.slots[i] = 0
 	m.n--
-	if shrinkable(m.n, len(m.slots)) {
+	switch {
+	case m.n == 0:
+		m.old = nil // what it holds is moved or gone
+	case m.old == nil && shrinkable(m.n, len(m.slots)):
 		m.resize(idMapSlotsFor(m.n))
 	}
 	return true
+}
+
+// removeOld deletes entry e from the part of old not yet moved and reports
+// whether it was there. Its slot is marked idMapGone rather than emptied:
+// shifting entries back, as removeNew does, could shift one below moved,
+// where it would never be moved.
+func (m *idMap) removeOld(e uint64) bool {
+	if m.old == nil {
+		return false
+	}
+	mask := len(m.old) - 1
+	for i := int(e>>32) & mask; m.old[i] != 0; i = (i + 1) & mask {
+		if m.old[i] == e && i >= m.moved {
+			m.old[i] = idMapGone
+			return true
+		}
+	}
+	return false
 }
 
 // idMapSlotsFor returns the table size for n entries: at most half full, so
@@ -139,13 +205,40 @@ func idMapSlotsFor(n int) int {
 	return s
 }
 
-// resize moves every entry into a new table of size slots.
+// resize starts moving the entries into a new table of size slots,
+// finishing any move under way first. The move takes step slots per insert
+// or remove, enough that it ends before the inserts meanwhile could fill
+// half the new table's room: the new table never needs to grow while the old
+// one is still moving, which would stall a call on moving all of it.
 func (m *idMap) resize(slots int) {
-	old := m.slots
-	m.slots = make([]uint64, slots)
-	for _, e := range old {
-		if e != 0 {
+	m.moveAll()
+	m.old, m.slots, m.moved = m.slots, make([]uint64, slots), 0
+	if len(m.old) <= idMapMoveAll {
+		m.moveAll()
+		return
+	}
+	room := max(1, (slots*idMapMaxLoadNum/idMapMaxLoadDen-m.n)/2)
+	m.step = max(idMapMinStep, (len(m.old)+room-1)/room)
+}
+
+// move moves the next step slots of old, whose move is under way.
+func (m *idMap) move() {
+	end := min(len(m.old), m.moved+m.step)
+	for _, e := range m.old[m.moved:end] {
+		if e > idMapGone {
 			m.put(e)
 		}
+	}
+	m.moved = end
+	if end == len(m.old) {
+		m.old = nil
+	}
+}
+
+// moveAll finishes the move under way, if any.
+func (m *idMap) moveAll() {
+	if m.old != nil {
+		m.step = len(m.old)
+		m.move()
 	}
 }

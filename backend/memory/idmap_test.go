@@ -32,46 +32,65 @@ func (x *idMapModel) candidates(h uint64) []uint32 {
 }
 
 // check asserts the table's invariants: it holds what the model holds, each
-// entry is reachable from its home slot without crossing an empty one (what
-// backward-shift deletion keeps), and it is no fuller than its load factor.
+// handle once, in the new table or in the part of the old one not yet
+// moved; each entry is reachable from its home slot without crossing an
+// empty one (what backward-shift deletion keeps, and what the marks of
+// entries removed from the old table keep); and the new table will be no
+// fuller than its load factor once the old one has moved.
 func (x *idMapModel) check(stage string) {
 	x.t.Helper()
 	m := &x.m
 	if m.n != len(x.model) {
 		x.t.Fatalf("%s: table holds %d entries, want %d", stage, m.n, len(x.model))
 	}
-	if len(m.slots)&(len(m.slots)-1) != 0 {
-		x.t.Fatalf("%s: table has %d slots, want a power of two", stage, len(m.slots))
+	if len(m.slots)&(len(m.slots)-1) != 0 || len(m.old)&(len(m.old)-1) != 0 {
+		x.t.Fatalf("%s: tables have %d and %d slots, want powers of two", stage, len(m.slots), len(m.old))
 	}
 	if m.n*idMapMaxLoadDen > len(m.slots)*idMapMaxLoadNum {
 		x.t.Fatalf("%s: %d entries in %d slots, want at most %d/%d full", stage, m.n, len(m.slots), idMapMaxLoadNum, idMapMaxLoadDen)
 	}
-	seen := 0
-	for i, e := range m.slots {
-		if e == 0 {
-			continue
-		}
-		seen++
-		hd := uint32(e)
-		h, ok := x.model[hd]
-		if !ok || uint32(e>>32) != fragment(h) {
-			x.t.Fatalf("%s: slot %d holds handle %d fragment %#x, which the model does not have", stage, i, hd, e>>32)
-		}
-		for k := m.home(fragment(h)); k != i; k = (k + 1) & (len(m.slots) - 1) {
-			if m.slots[k] == 0 {
-				x.t.Fatalf("%s: handle %d in slot %d is cut from its home %d by an empty slot %d", stage, hd, i, m.home(fragment(h)), k)
+	if m.old != nil && m.moved >= len(m.old) {
+		x.t.Fatalf("%s: old table of %d slots kept with %d moved", stage, len(m.old), m.moved)
+	}
+	seen := make(map[uint32]bool, m.n)
+	table := func(name string, slots []uint64, from int) {
+		for i, e := range slots[from:] {
+			i += from
+			if e == 0 || e == idMapGone && name == "old" {
+				continue
+			}
+			hd := uint32(e)
+			h, ok := x.model[hd]
+			if !ok || uint32(e>>32) != fragment(h) {
+				x.t.Fatalf("%s: %s slot %d holds handle %d fragment %#x, which the model does not have", stage, name, i, hd, e>>32)
+			}
+			if seen[hd] {
+				x.t.Fatalf("%s: handle %d is held twice (%s slot %d)", stage, hd, name, i)
+			}
+			seen[hd] = true
+			mask := len(slots) - 1
+			for k := int(fragment(h)) & mask; k != i; k = (k + 1) & mask {
+				if slots[k] == 0 {
+					x.t.Fatalf("%s: handle %d in %s slot %d is cut from its home %d by an empty slot %d", stage, hd, name, i, int(fragment(h))&mask, k)
+				}
 			}
 		}
 	}
-	if seen != m.n {
-		x.t.Fatalf("%s: %d slots in use, want %d", stage, seen, m.n)
+	table("new", m.slots, 0)
+	if m.old != nil {
+		table("old", m.old, m.moved)
+	}
+	if len(seen) != m.n {
+		x.t.Fatalf("%s: %d slots in use, want %d", stage, len(seen), m.n)
 	}
 }
 
 // TestIDMapMatchesMap runs random inserts, removes and lookups against a Go
 // map, with hashes chosen to collide: equal hashes, hashes that share a home
 // slot, and hashes whose fragment is the reserved 0. The table grows to
-// well above the size where it shrinks, is emptied, and grows again.
+// well above the size where it shrinks, is emptied, and grows again; most
+// of that time it is moving to a larger or a smaller table, and the
+// invariants are checked during those moves too.
 func TestIDMapMatchesMap(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -142,6 +161,7 @@ func TestIDMapMatchesMap(t *testing.T) {
 			t.Fatalf("lookup(%#x) offered handles %v, want %v", h, got, want)
 		}
 	}
+	moving := 0 // operations run while the table moves
 	run := func(stage string, ops, insertPct int) {
 		for i := range ops {
 			switch r := rng.IntN(100); {
@@ -152,7 +172,10 @@ func TestIDMapMatchesMap(t *testing.T) {
 			default:
 				lookup()
 			}
-			if i%50_000 == 0 {
+			if x.m.old != nil {
+				moving++
+			}
+			if i%50_000 == 0 || x.m.old != nil && moving%1_000 == 0 {
 				x.check(stage)
 			}
 		}
@@ -164,8 +187,24 @@ func TestIDMapMatchesMap(t *testing.T) {
 	if len(x.m.slots) <= 1<<16 {
 		t.Fatalf("after growth: %d slots for %d entries, want more than %d to test shrinking", len(x.m.slots), x.m.n, 1<<16)
 	}
+	if moving < 10_000 {
+		t.Fatalf("growth: %d operations ran while the table moved, want the growing moves to span many", moving)
+	}
+	moving = 0
 	for len(held) > 0 {
 		remove()
+		if x.m.old != nil {
+			moving++
+			if moving%1_000 == 0 {
+				x.check("emptying")
+			}
+			if rng.IntN(4) == 0 {
+				lookup()
+			}
+		}
+	}
+	if moving < 2_000 {
+		t.Fatalf("emptying: %d removes ran while the table moved, want the shrinking moves to span many", moving)
 	}
 	x.check("emptied")
 	if len(x.m.slots) > 1<<16 {

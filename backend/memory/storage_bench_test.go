@@ -203,3 +203,90 @@ func BenchmarkEnqueueLargeStore(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/job")
 }
+
+// BenchmarkReadyQueue measures a priority's FIFO (see level) as Enqueue and
+// Lease use it, per job pushed and popped: kept at a steady length, where a
+// short queue must stay as fast as a plain ring, and filled with a burst of
+// jobs and drained, where growing must not copy the queue.
+func BenchmarkReadyQueue(b *testing.B) {
+	for _, c := range []struct {
+		name   string
+		steady int // jobs kept queued, or 0
+		burst  int // jobs pushed, then popped
+	}{
+		{"steady=1", 1, 0}, {"steady=100", 100, 0}, {"steady=10000", 10_000, 0},
+		{"burst=512", 0, 512}, {"burst=1000000", 0, 1_000_000},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			jobs := make([]job, max(c.steady, c.burst)+1)
+			var r readyQueue
+			for i := range c.steady {
+				r.pushBack(&jobs[i])
+			}
+			b.ResetTimer()
+			if c.burst == 0 {
+				for i := range b.N {
+					r.pushBack(&jobs[(c.steady+i)%len(jobs)])
+					if j, _ := r.pop(); j == nil {
+						b.Fatal("pop: got nothing, want a job")
+					}
+				}
+				return
+			}
+			for i := 0; i < b.N; i += c.burst {
+				for k := range c.burst {
+					r.pushBack(&jobs[k])
+				}
+				for range c.burst {
+					if j, _ := r.pop(); j == nil {
+						b.Fatal("pop: got nothing, want a job")
+					}
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkIDTableGrowth fills an idMap with 4M entries, as a store that
+// keeps a day of jobs does, then empties it, and reports the longest single
+// insert and remove and how many took over a millisecond: one that moved
+// the whole table as it grew or shrank would hold the backend's mutex for
+// that long. On a busy machine a call that the scheduler suspends also
+// counts, so compare the counts more than the maxima.
+func BenchmarkIDTableGrowth(b *testing.B) {
+	const size = 4_000_000
+	seed := maphash.MakeSeed()
+	hashes := make([]uint64, size)
+	for i := range hashes {
+		hashes[i] = maphash.String(seed, fmt.Sprintf("j%013d", i))
+	}
+	var maxInsert, maxRemove time.Duration
+	var slowInserts, slowRemoves int
+	b.ResetTimer()
+	for range b.N {
+		var m idMap
+		for i, h := range hashes {
+			t0 := time.Now()
+			m.insert(h, uint32(i))
+			d := time.Since(t0)
+			maxInsert = max(maxInsert, d)
+			if d > time.Millisecond {
+				slowInserts++
+			}
+		}
+		for i, h := range hashes {
+			t0 := time.Now()
+			m.remove(h, uint32(i))
+			d := time.Since(t0)
+			maxRemove = max(maxRemove, d)
+			if d > time.Millisecond {
+				slowRemoves++
+			}
+		}
+	}
+	b.ReportMetric(float64(maxInsert.Nanoseconds()), "max-insert-ns")
+	b.ReportMetric(float64(slowInserts)/float64(b.N), "inserts>1ms")
+	b.ReportMetric(float64(maxRemove.Nanoseconds()), "max-remove-ns")
+	b.ReportMetric(float64(slowRemoves)/float64(b.N), "removes>1ms")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(2*b.N*size), "ns/op-each")
+}
