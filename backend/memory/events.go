@@ -475,7 +475,7 @@ func (b *Backend) read(l *eventLog, after uint64, limit int) []backend.Event {
 		if r.flags == 0 {
 			continue
 		}
-		d := dataReader{b: l.dataOf(r)}
+		d := dataReader{unpacker{b: l.dataOf(r)}}
 		if r.flags&dataID != 0 {
 			sp.jobID = str(d.bytes())
 		}
@@ -522,20 +522,9 @@ func (b *Backend) read(l *eventLog, after uint64, limit int) []backend.Event {
 	return out
 }
 
-// dataReader decodes the data of an event (see encodeData).
-type dataReader struct{ b []byte }
-
-func (d *dataReader) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b)
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *dataReader) varint() int64 {
-	v, n := binary.Varint(d.b)
-	d.b = d.b[n:]
-	return v
-}
+// dataReader decodes the data of an event (see encodeData): varints as a
+// packed job's, and byte strings as views of the log's data.
+type dataReader struct{ unpacker }
 
 func (d *dataReader) bytes() []byte {
 	n := d.uvarint()
