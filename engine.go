@@ -42,8 +42,11 @@ type Engine struct {
 	hub         *hub
 	ids         jobid.Generator
 
-	mu       sync.RWMutex
-	handlers map[string]*handlerEntry
+	// handlers maps job types to their handlers. Every enqueue and every
+	// run reads it and only registration writes it, so it is copied on
+	// write (under mu) and read without a lock.
+	mu       sync.Mutex
+	handlers atomic.Pointer[map[string]*handlerEntry]
 
 	runMu sync.Mutex
 	runs  map[string]*run
@@ -78,7 +81,6 @@ func New(opts ...Option) (*Engine, error) {
 		cfg:       cfg,
 		clock:     cfg.clock,
 		log:       cfg.logger,
-		handlers:  make(map[string]*handlerEntry),
 		runs:      make(map[string]*run),
 		schedWake: make(chan struct{}, 1),
 		schedules: periodicTable{jobs: make(map[string]*periodicJob), changed: make(chan struct{}, 1)},
@@ -300,9 +302,7 @@ func (e *Engine) newJob(now time.Time, id, typ string, payload any, opts []Enque
 		failureTTL: DefaultFailureTTL,
 		maxRetries: e.cfg.retry.MaxRetries,
 	}
-	e.mu.RLock()
-	h := e.handlers[typ]
-	e.mu.RUnlock()
+	h := e.handler(typ)
 	if (h != nil && len(h.defaults) > 0) || len(opts) > 0 {
 		c = applyOptions(c, h, opts)
 	}

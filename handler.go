@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
 )
 
@@ -53,8 +54,21 @@ func (e *Engine) Handle(typ string, h Handler, opts ...HandlerOption) error {
 		h = e.cfg.middleware[i](h)
 	}
 	e.mu.Lock()
-	e.handlers[typ] = &handlerEntry{handler: h, defaults: hc.defaults}
+	handlers := make(map[string]*handlerEntry)
+	if old := e.handlers.Load(); old != nil {
+		maps.Copy(handlers, *old)
+	}
+	handlers[typ] = &handlerEntry{handler: h, defaults: hc.defaults}
+	e.handlers.Store(&handlers)
 	e.mu.Unlock()
+	return nil
+}
+
+// handler returns the handler registered for typ, or nil.
+func (e *Engine) handler(typ string) *handlerEntry {
+	if m := e.handlers.Load(); m != nil {
+		return (*m)[typ]
+	}
 	return nil
 }
 

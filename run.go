@@ -589,9 +589,7 @@ func (e *Engine) forget(r *run) {
 // callHandler finds the job's handler and calls it, turning a panic into an
 // error that carries the panic value and stack.
 func (e *Engine) callHandler(r *run) (err error) {
-	e.mu.RLock()
-	h := e.handlers[r.view.Type]
-	e.mu.RUnlock()
+	h := e.handler(r.view.Type)
 	if h == nil {
 		return fmt.Errorf("no handler registered for job type %q in worker %s", r.view.Type, e.workerName)
 	}
