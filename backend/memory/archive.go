@@ -415,7 +415,10 @@ func appendTimes(buf []byte, ts *[numTimes]time.Time) []byte {
 	return buf
 }
 
-func appendString(buf []byte, s string) []byte {
+// appendString appends s after its length. It takes byte slices too, for
+// fields where nil need not be told from empty (see appendBytes for the
+// others).
+func appendString[S ~string | ~[]byte](buf []byte, s S) []byte {
 	buf = binary.AppendUvarint(buf, uint64(len(s)))
 	return append(buf, s...)
 }

@@ -47,6 +47,29 @@ func TestPackRoundTrip(t *testing.T) {
 // keep mostly empty has them moved out, so that the archive holds at most
 // about four times what its jobs need, and one spare slab. Every job stays
 // readable throughout.
+// completeAll leases every queued job of the queue "default" at now and
+// completes it, with its ID as its result when withResult is set.
+func completeAll(t *testing.T, b *Backend, now time.Time, withResult bool) {
+	t.Helper()
+	ctx := context.Background()
+	for {
+		ls, err := b.Lease(ctx, backend.LeaseRequest{Queues: []string{"default"}, Max: 100, Now: now, TTL: time.Hour})
+		if err != nil || len(ls) == 0 {
+			return
+		}
+		acks := make([]backend.Ack, len(ls))
+		for i, l := range ls {
+			acks[i] = backend.Ack{Lease: l.Ref(), Outcome: backend.OutcomeCompleted}
+			if withResult {
+				acks[i].Result = []byte(l.Job.ID)
+			}
+		}
+		if _, err := b.Finish(ctx, now, acks); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestArchiveGivesSlabsBack(t *testing.T) {
 	ctx := context.Background()
 	b := New(Options{EventLogSize: 16})
@@ -69,19 +92,7 @@ func TestArchiveGivesSlabsBack(t *testing.T) {
 	if _, err := b.Enqueue(ctx, t0, jobs); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		ls, err := b.Lease(ctx, backend.LeaseRequest{Queues: []string{"default"}, Max: 100, Now: t0, TTL: time.Hour})
-		if err != nil || len(ls) == 0 {
-			break
-		}
-		acks := make([]backend.Ack, len(ls))
-		for i, l := range ls {
-			acks[i] = backend.Ack{Lease: l.Ref(), Outcome: backend.OutcomeCompleted, Result: []byte(l.Job.ID)}
-		}
-		if _, err := b.Finish(ctx, t0, acks); err != nil {
-			t.Fatal(err)
-		}
-	}
+	completeAll(t, b, t0, true)
 	check := func(stage string, kept func(i int) bool) {
 		t.Helper()
 		live, held := 0, cap(b.arch.spare)
@@ -305,19 +316,7 @@ func TestSweepAcrossChunks(t *testing.T) {
 	if _, err := b.Enqueue(ctx, t0, jobs); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		ls, err := b.Lease(ctx, backend.LeaseRequest{Queues: []string{"default"}, Max: 100, Now: t0, TTL: time.Hour})
-		if err != nil || len(ls) == 0 {
-			break
-		}
-		acks := make([]backend.Ack, len(ls))
-		for i, l := range ls {
-			acks[i] = backend.Ack{Lease: l.Ref(), Outcome: backend.OutcomeCompleted}
-		}
-		if _, err := b.Finish(ctx, t0, acks); err != nil {
-			t.Fatal(err)
-		}
-	}
+	completeAll(t, b, t0, false)
 	// At 1h1m1s only the jobs of the two shortest TTLs have expired: those
 	// go, the others stay.
 	at := t0.Add(time.Hour + time.Minute + time.Second)

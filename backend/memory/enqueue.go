@@ -25,19 +25,26 @@ func (b *Backend) Enqueue(ctx context.Context, now time.Time, jobs []backend.New
 	}
 	b.keepSpare(&spare)
 	results := make([]backend.EnqueueResult, len(jobs))
+	// The IDs are hashed here, once, outside the mutex (see hash); the
+	// read-ahead and store both use the hashes.
+	var few [8]uint64
+	hashes := few[:0]
+	if len(recs) > len(few) {
+		hashes = make([]uint64, 0, len(recs))
+	}
+	for _, j := range recs {
+		hashes = append(hashes, b.hash(j.ID))
+	}
 
 	b.mu.Lock()
 	defer b.unlock()
 	if b.closed {
 		return nil, errClosed
 	}
-	b.prefetchNew(recs)
-	var q *queue
+	b.prefetchNew(hashes)
 	for i, j := range recs {
-		if q == nil || q.name != j.Queue {
-			q = b.queueLocked(j.Queue)
-		}
-		results[i] = b.enqueueLocked(now, j)
+		b.queueLocked(j.Queue) // made on first use
+		results[i] = b.enqueueLocked(now, j, hashes[i])
 	}
 	return results, nil
 }
@@ -93,7 +100,8 @@ func copyPayload(arena *[]byte, p []byte, batch int) []byte {
 	return (*arena)[start:len(*arena):len(*arena)]
 }
 
-func (b *Backend) enqueueLocked(now time.Time, j *job) backend.EnqueueResult {
+// enqueueLocked stores j, whose ID hashes to h (see jobTable.hash).
+func (b *Backend) enqueueLocked(now time.Time, j *job, h uint64) backend.EnqueueResult {
 	if j.ID == "" {
 		return backend.EnqueueResult{Err: fmt.Errorf("memory: enqueue: job has no ID")}
 	}
@@ -136,7 +144,7 @@ func (b *Backend) enqueueLocked(now time.Time, j *job) backend.EnqueueResult {
 		}
 	}
 
-	b.store(j)
+	b.store(j, h)
 	if j.UniqueKey != "" {
 		b.unique[j.UniqueKey] = uniqueHold{j: j}
 	}

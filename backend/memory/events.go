@@ -269,27 +269,22 @@ func (d *details) flags() uint8 {
 // encodeData appends the fields that flags names to buf.
 func encodeData(buf []byte, flags uint8, id, typ string, d *details) []byte {
 	if flags&dataID != 0 {
-		buf = binary.AppendUvarint(buf, uint64(len(id)))
-		buf = append(buf, id...)
+		buf = appendString(buf, id)
 	}
 	if flags&dataType != 0 {
-		buf = binary.AppendUvarint(buf, uint64(len(typ)))
-		buf = append(buf, typ...)
+		buf = appendString(buf, typ)
 	}
 	if flags&dataProgress != 0 {
 		buf = binary.AppendVarint(buf, int64(d.progress))
 	}
 	if flags&dataMessage != 0 {
-		buf = binary.AppendUvarint(buf, uint64(len(d.message)))
-		buf = append(buf, d.message...)
+		buf = appendString(buf, d.message)
 	}
 	if flags&dataResult != 0 {
-		buf = binary.AppendUvarint(buf, uint64(len(d.result)))
-		buf = append(buf, d.result...)
+		buf = appendString(buf, d.result)
 	}
 	if flags&dataError != 0 {
-		buf = binary.AppendUvarint(buf, uint64(len(d.err)))
-		buf = append(buf, d.err...)
+		buf = appendString(buf, d.err)
 	}
 	if flags&dataRunAt != 0 {
 		buf = binary.AppendVarint(buf, d.runAt.Unix())

@@ -125,13 +125,18 @@ func (m *idMap) lookup(h uint64, is func(hd uint32) bool) (uint32, bool) {
 	}
 }
 
-// slot returns the home slot of hash h, so that a caller can have it
-// fetched into the cache before it needs it (see Backend.prefetchArchived).
-func (m *idMap) slot(h uint64) uint64 {
+// prefetch reads the home slots of hashes, in a loop whose reads do not
+// wait for one another, so that the inserts or removes that follow find
+// them in the cache (see Backend.prefetchNew).
+func (m *idMap) prefetch(hashes []uint64) {
 	if m.n == 0 {
-		return 0
+		return
 	}
-	return m.slots[m.home(fragment(h))]
+	var sum uint64
+	for _, h := range hashes {
+		sum += m.slots[m.home(fragment(h))]
+	}
+	m.fetched = sum
 }
 
 // remove deletes handle hd, stored under hash h, and reports whether it was

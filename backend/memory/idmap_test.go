@@ -267,9 +267,9 @@ func TestFindTellsCollidingHashesApart(t *testing.T) {
 		t.Fatalf("find: got a %v, b %v, want both stored", okA, okB)
 	}
 	ids := &b.jobs.ids
-	ids.remove(b.jobs.hash("a"), hdA)
-	ids.insert(b.jobs.hash("a"), hdB) // the decoy, first in a's probe sequence
-	ids.insert(b.jobs.hash("a"), hdA)
+	ids.remove(b.hash("a"), hdA)
+	ids.insert(b.hash("a"), hdB) // the decoy, first in a's probe sequence
+	ids.insert(b.hash("a"), hdA)
 	b.mu.Unlock()
 	for _, id := range []string{"a", "b"} {
 		j, err := b.Job(ctx, id)

@@ -62,14 +62,15 @@ func (b *Backend) Sweep(ctx context.Context, now time.Time, limit int) (int, err
 	}
 	deleted := 0
 	var chunk [sweepChunk]uint32
+	var hashes [sweepChunk]uint64
 	for deleted < limit {
 		due := b.arch.popExpired(key, chunk[:0:min(len(chunk), limit-deleted)])
 		if len(due) == 0 {
 			break
 		}
-		b.prefetchArchived(due)
-		for _, hd := range due {
-			b.deleteLocked(hd, now)
+		hs := b.prefetchArchived(due, hashes[:0])
+		for i, hd := range due {
+			b.deleteLocked(hd, hs[i], now)
 		}
 		deleted += len(due)
 	}
@@ -87,9 +88,10 @@ func (b *Backend) Sweep(ctx context.Context, now time.Time, limit int) (int, err
 	return deleted, nil
 }
 
-// deleteLocked removes the archived job hd, whose expiring entry Sweep
-// popped. Its unique key outlives it as a tomb while UniqueUntil holds it.
-func (b *Backend) deleteLocked(hd uint32, now time.Time) {
+// deleteLocked removes the archived job hd, whose ID hashes to h and whose
+// expiring entry Sweep popped. Its unique key outlives it as a tomb while
+// UniqueUntil holds it.
+func (b *Backend) deleteLocked(hd uint32, h uint64, now time.Time) {
 	r := *b.arch.recs.at(hd)
 	b.queueAt[r.queue].counts[int(r.st)]--
 	var key, id string
@@ -98,7 +100,7 @@ func (b *Backend) deleteLocked(hd uint32, now time.Time) {
 		key, until = uniqueOf(b.arch.body(hd))
 		id = strings.Clone(b.arch.id(hd))
 	}
-	b.forget(hd)
+	b.forget(hd, h)
 	b.arch.remove(hd)
 	if !r.unique {
 		return

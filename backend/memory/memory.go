@@ -28,6 +28,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"hash/maphash"
 	"maps"
 	"math"
 	"slices"
@@ -90,6 +91,7 @@ type Backend struct {
 	wakes      wakeHeap
 	promotedAt int64
 
+	idSeed      maphash.Seed // see hash
 	tokenPrefix string
 	tokenSeq    uint64
 	// slots holds the active job of each lease by the slot number its token
@@ -139,7 +141,7 @@ func New(opts Options) *Backend {
 	_, _ = rand.Read(r[:]) // crypto/rand.Read never fails on supported platforms
 	b := &Backend{
 		done:        make(chan struct{}),
-		jobs:        newJobTable(),
+		idSeed:      maphash.MakeSeed(),
 		queues:      make(map[string]*queue),
 		extras:      make(map[*job]*jobExtra),
 		unique:      make(map[string]uniqueHold),
@@ -227,14 +229,7 @@ func (b *Backend) extraOf(j *job) *jobExtra {
 
 // queueOf returns the queue of the stored job j. Consecutive transitions
 // mostly concern one queue, so the last one found is remembered.
-func (b *Backend) queueOf(j *job) *queue {
-	if q := b.lastQueue; q != nil && q.name == j.Queue {
-		return q
-	}
-	q := b.queues[j.Queue]
-	b.lastQueue = q
-	return q
-}
+func (b *Backend) queueOf(j *job) *queue { return b.queueLocked(j.Queue) }
 
 // queue is one named queue: its ready jobs and its counters.
 type queue struct {
@@ -292,12 +287,16 @@ func stateIndex(s backend.State) int {
 
 // queueLocked returns the named queue, making it on first use.
 func (b *Backend) queueLocked(name string) *queue {
+	if q := b.lastQueue; q != nil && q.name == name {
+		return q
+	}
 	q := b.queues[name]
 	if q == nil {
 		q = &queue{name: name, num: uint32(len(b.queueAt))}
 		b.queues[name] = q
 		b.queueAt = append(b.queueAt, q)
 	}
+	b.lastQueue = q
 	return q
 }
 

@@ -120,22 +120,14 @@ func BenchmarkIDTablePrefetch(b *testing.B) {
 					b.StartTimer()
 				}
 				if prefetch {
-					var sum uint64
-					for i := add; i < add+batch; i++ {
-						sum += m.slot(hashes[i])
-					}
-					m.fetched = sum
+					m.prefetch(hashes[add : add+batch])
 				}
 				for i := add; i < add+batch; i++ {
 					m.insert(hashes[i], uint32(i))
 				}
 				add += batch
 				if prefetch {
-					var sum uint64
-					for i := old; i < old+batch; i++ {
-						sum += m.slot(hashes[i])
-					}
-					m.fetched = sum
+					m.prefetch(hashes[old : old+batch])
 				}
 				for i := old; i < old+batch; i++ {
 					m.remove(hashes[i], uint32(i))

@@ -14,17 +14,15 @@ import (
 // are scattered over memory: only an entry whose hash matches, in the bits
 // the table keeps, has its ID read, to tell it from another ID with them.
 type jobTable struct {
-	seed maphash.Seed
 	ids  idMap       // handles by the hash of their ID
 	live paged[*job] // by handle; nil while the job is archived or the handle free
 	free []uint32    // handles free for reuse
 }
 
-func newJobTable() jobTable {
-	return jobTable{seed: maphash.MakeSeed()}
-}
-
-func (t *jobTable) hash(id string) uint64 { return maphash.String(t.seed, id) }
+// hash returns the hash of a job ID that the ID table is keyed by. Its seed
+// is set by New and never changes (Close keeps it), so that Enqueue hashes
+// a batch's IDs before it takes the mutex.
+func (b *Backend) hash(id string) uint64 { return maphash.String(b.idSeed, id) }
 
 // idOf returns the ID of the job with handle hd; for an archived job it is a
 // view of the archive (see archive.id).
@@ -37,7 +35,7 @@ func (b *Backend) idOf(hd uint32) string {
 
 // find returns the handle of the stored job with id.
 func (b *Backend) find(id string) (uint32, bool) {
-	return b.jobs.ids.lookup(b.jobs.hash(id), func(hd uint32) bool { return b.idOf(hd) == id })
+	return b.jobs.ids.lookup(b.hash(id), func(hd uint32) bool { return b.idOf(hd) == id })
 }
 
 // lookup finds the stored job with id: live (j is set) or archived (found is
@@ -62,10 +60,10 @@ func (b *Backend) stateOf(id string) (backend.State, bool) {
 	return "", false
 }
 
-// store gives the new job j, whose ID no stored job has, a handle. The ID
-// table would hold a second entry for an ID already stored, so Enqueue
-// refuses duplicates before it stores.
-func (b *Backend) store(j *job) {
+// store gives the new job j, whose ID no stored job has and hashes to h, a
+// handle. The ID table would hold a second entry for an ID already stored,
+// so Enqueue refuses duplicates before it stores.
+func (b *Backend) store(j *job, h uint64) {
 	t := &b.jobs
 	if n := len(t.free); n > 0 {
 		j.hd = t.free[n-1]
@@ -75,33 +73,37 @@ func (b *Backend) store(j *job) {
 		b.arch.recs.grow()
 	}
 	*t.live.at(j.hd) = j
-	t.ids.insert(t.hash(j.ID), j.hd)
+	t.ids.insert(h, j.hd)
 	b.byID.insert(j.hd)
 }
 
-// forget frees the handle of the archived job hd, which Sweep deletes.
-func (b *Backend) forget(hd uint32) {
+// forget frees the handle of the archived job hd, whose ID hashes to h,
+// which Sweep deletes.
+func (b *Backend) forget(hd uint32, h uint64) {
 	t := &b.jobs
-	t.ids.remove(t.hash(b.arch.id(hd)), hd)
+	t.ids.remove(h, hd)
 	b.byID.remove(hd)
 	t.free = append(t.free, hd)
 }
 
 // prefetchArchived reads the records, IDs and ID-table slots of the
-// archived jobs hds, which Sweep is about to delete. Deleting a job waits for
+// archived jobs hds, which Sweep is about to delete, and appends the
+// hashes of their IDs to hashes for the deletes. Deleting a job waits for
 // each of them to come from memory in turn; read here, in loops whose reads
 // do not wait for one another, they come many at once, and the deletes find
 // them in the cache.
-func (b *Backend) prefetchArchived(hds []uint32) {
+func (b *Backend) prefetchArchived(hds []uint32, hashes []uint64) []uint64 {
 	var sum uint64
 	for _, hd := range hds {
 		sum += uint64(b.arch.recs.at(hd).off)
 	}
 	t := &b.jobs
 	for _, hd := range hds {
-		sum += t.ids.slot(t.hash(b.arch.id(hd)))
+		hashes = append(hashes, b.hash(b.arch.id(hd)))
 	}
-	t.ids.fetched = sum
+	t.ids.prefetch(hashes[len(hashes)-len(hds):])
+	t.ids.fetched += sum
+	return hashes
 }
 
 // prefetchMinSlots is the smallest ID table that prefetchNew reads ahead
@@ -109,20 +111,15 @@ func (b *Backend) prefetchArchived(hds []uint32) {
 // only cost the hashing twice.
 const prefetchMinSlots = 1 << 16
 
-// prefetchNew reads the ID-table slots where the new jobs js will go, for
-// Enqueue to call before it stores them, as prefetchArchived does for Sweep:
-// in a large table each slot is a cache miss that store would wait for. It
-// reads the table, so it is called under b.mu, as store is.
-func (b *Backend) prefetchNew(js []*job) {
-	t := &b.jobs
-	if len(t.ids.slots) < prefetchMinSlots {
-		return
+// prefetchNew reads the ID-table slots where new jobs whose IDs hash to
+// hashes will go, for Enqueue to call before it stores them, as
+// prefetchArchived does for Sweep: in a large table each slot is a cache
+// miss that store would wait for. It reads the table, so it is called
+// under b.mu, as store is.
+func (b *Backend) prefetchNew(hashes []uint64) {
+	if len(b.jobs.ids.slots) >= prefetchMinSlots {
+		b.jobs.ids.prefetch(hashes)
 	}
-	var sum uint64
-	for _, j := range js {
-		sum += t.ids.slot(t.hash(j.ID))
-	}
-	t.ids.fetched = sum
 }
 
 // pageBits sets the size of a page of a paged table: 4096 entries.
