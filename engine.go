@@ -48,8 +48,7 @@ type Engine struct {
 	mu       sync.Mutex
 	handlers atomic.Pointer[map[string]*handlerEntry]
 
-	runMu sync.Mutex
-	runs  map[string]*run
+	runs runTable // the runs of this process, see runTable
 
 	// jobBufs holds the []backend.NewJob of finished EnqueueMany calls
 	// (as *[]backend.NewJob): a batch of 512 jobs is 120 KB, which a busy
@@ -81,7 +80,6 @@ func New(opts ...Option) (*Engine, error) {
 		cfg:       cfg,
 		clock:     cfg.clock,
 		log:       cfg.logger,
-		runs:      make(map[string]*run),
 		schedWake: make(chan struct{}, 1),
 		schedules: periodicTable{jobs: make(map[string]*periodicJob), changed: make(chan struct{}, 1)},
 	}

@@ -60,6 +60,7 @@ type run struct {
 	cause     atomic.Pointer[error] // why the run's context ended
 	state     atomic.Int32
 	heapIndex int32
+	slot      int32 // its place in the engine's runTable, -1 outside it
 	result    []byte
 }
 
@@ -72,7 +73,7 @@ func (e *Engine) newRun(base context.Context, l *backend.Lease, p *pool, now tim
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	r := &run{engine: e, pool: p, lease: l.Ref(), failures: j.Failures, timeout: timeout, heapIndex: -1}
+	r := &run{engine: e, pool: p, lease: l.Ref(), failures: j.Failures, timeout: timeout, heapIndex: -1, slot: -1}
 	r.ctx.parent = base
 	r.ctx.deadline = now.Add(timeout)
 	r.view = Job{
@@ -203,7 +204,7 @@ type pool struct {
 	idle     atomic.Int64
 	idleWake chan struct{}
 	size     int // workers in all
-	work     chan *run
+	queue    *runQueue
 	acks     *ackQueue
 	workers  sync.WaitGroup
 	// deadlines ends runs at their job's timeout.
@@ -223,7 +224,7 @@ func newPool(e *Engine) *pool {
 		e:        e,
 		idleWake: make(chan struct{}, 1),
 		size:     n,
-		work:     make(chan *run, n),
+		queue:    newRunQueue(n),
 		acks:     newAckQueue(4 * n),
 		epoch:    time.Now(),
 	}
@@ -336,9 +337,7 @@ func (p *pool) dispatch(ctx context.Context) {
 		// A lease taken as the context ended still runs: shutdown hands it
 		// back after the grace period if it has not finished.
 		started = p.start(leases, started[:0])
-		for _, r := range started {
-			p.work <- r
-		}
+		p.queue.push(started)
 		clear(started)
 		// The runs copied what they need: the leases go back for reuse.
 		if room := p.size - len(spare); room > 0 {
@@ -356,11 +355,7 @@ func (p *pool) start(leases []*backend.Lease, runs []*run) []*run {
 		runs = append(runs, e.newRun(context.Background(), l, p, now))
 	}
 	p.deadlines.add(runs)
-	e.runMu.Lock()
-	for _, r := range runs {
-		e.runs[r.lease.JobID] = r
-	}
-	e.runMu.Unlock()
+	e.runs.add(runs...)
 	return runs
 }
 
@@ -384,11 +379,16 @@ func (p *pool) free() {
 // its context leaves the pool's WaitGroup count to its replacement, so that
 // shutdown never waits on a handler that ignores its context.
 func (p *pool) worker() {
-	for r := range p.work {
+	for {
+		r, ok := p.queue.take()
+		if !ok {
+			break
+		}
 		if p.stopping.Load() {
 			r.state.Store(runClaimedByWorker)
 			r.release()
 			p.e.sendAck(r, backend.Ack{Lease: r.lease, Outcome: backend.OutcomeReleased})
+			p.queue.searching.Add(1)
 			continue
 		}
 		if !p.e.execute(r) {
@@ -396,6 +396,10 @@ func (p *pool) worker() {
 			return
 		}
 		p.lastBegan.Store(int64(r.began().Sub(p.epoch)))
+		// Counted before the slot is free, so that the dispatcher, which
+		// leases only for free slots, knows this worker will look for the
+		// run it leases (see runQueue).
+		p.queue.searching.Add(1)
 		p.free()
 	}
 	p.workers.Done()
@@ -404,6 +408,7 @@ func (p *pool) worker() {
 // abandon replaces a worker whose handler still runs after the watchdog
 // recorded its outcome: a new goroutine takes its place and its slot.
 func (p *pool) abandon() {
+	p.queue.searching.Add(1)
 	go p.worker()
 	p.free()
 }
@@ -413,7 +418,7 @@ func (p *pool) abandon() {
 func (p *pool) shutdown() {
 	e := p.e
 	p.stopping.Store(true)
-	close(p.work)
+	p.queue.close()
 	done := make(chan struct{})
 	go func() { p.workers.Wait(); close(done) }()
 	timer := time.NewTimer(e.cfg.shutdownTimeout)
@@ -421,11 +426,9 @@ func (p *pool) shutdown() {
 	select {
 	case <-done:
 	case <-timer.C:
-		e.runMu.Lock()
-		for _, r := range e.runs {
+		for _, r := range e.runs.appendAll(nil) {
 			r.cancel(errShutdown)
 		}
-		e.runMu.Unlock()
 		<-done
 	}
 	p.acks.close()
@@ -473,10 +476,7 @@ func (p *pool) awaited(batch []*run) bool {
 	if len(batch) >= maxAckBatch {
 		return false
 	}
-	p.e.runMu.Lock()
-	running := len(p.e.runs)
-	p.e.runMu.Unlock()
-	return len(batch) < running
+	return len(batch) < p.e.runs.len()
 }
 
 // resetTimer makes t fire after d, making it if it is nil. Since Go 1.23 a
@@ -513,11 +513,8 @@ func (e *Engine) finish(runs []*run, acks []backend.Ack) {
 		backoff = min(backoff*2, 2*time.Second)
 	}
 	promote := false
-	e.runMu.Lock()
+	e.runs.remove(runs...)
 	for i, r := range runs {
-		if e.runs[r.lease.JobID] == r {
-			delete(e.runs, r.lease.JobID)
-		}
 		if i < len(errs) && errs[i] != nil {
 			e.log.Warn("jobrelay: job outcome dropped", "job_id", r.lease.JobID, "outcome", acks[i].Outcome, "err", errs[i])
 		}
@@ -525,7 +522,6 @@ func (e *Engine) finish(runs []*run, acks []backend.Ack) {
 			promote = true
 		}
 	}
-	e.runMu.Unlock()
 	if promote {
 		e.wakeScheduler()
 	}
@@ -578,13 +574,7 @@ func (e *Engine) sendAck(r *run, ack backend.Ack) {
 	r.pool.acks.put(r, ack)
 }
 
-func (e *Engine) forget(r *run) {
-	e.runMu.Lock()
-	if e.runs[r.lease.JobID] == r {
-		delete(e.runs, r.lease.JobID)
-	}
-	e.runMu.Unlock()
-}
+func (e *Engine) forget(r *run) { e.runs.remove(r) }
 
 // callHandler finds the job's handler and calls it, turning a panic into an
 // error that carries the panic value and stack.
@@ -653,10 +643,7 @@ func (e *Engine) decide(r *run, err error) (backend.Ack, bool) {
 
 // cancelLocal cancels the context of job id if it runs in this process.
 func (e *Engine) cancelLocal(id string) {
-	e.runMu.Lock()
-	r := e.runs[id]
-	e.runMu.Unlock()
-	if r != nil {
+	for _, r := range e.runs.find(id, nil) {
 		r.cancel(errCanceledByUser)
 	}
 }
@@ -675,14 +662,11 @@ func (e *Engine) heartbeat(ctx context.Context, info backend.WorkerInfo) {
 		if err := e.backend.RegisterWorker(ctx, now, info, e.cfg.lease); err != nil && ctx.Err() == nil {
 			e.log.Warn("jobrelay: worker heartbeat failed", "err", err)
 		}
-		e.runMu.Lock()
-		runs := make([]*run, 0, len(e.runs))
-		refs := make([]backend.LeaseRef, 0, len(e.runs))
-		for _, r := range e.runs {
-			runs = append(runs, r)
-			refs = append(refs, r.lease)
+		runs := e.runs.appendAll(nil)
+		refs := make([]backend.LeaseRef, len(runs))
+		for i, r := range runs {
+			refs[i] = r.lease
 		}
-		e.runMu.Unlock()
 		if len(refs) == 0 {
 			continue
 		}
@@ -788,9 +772,7 @@ func (e *Engine) Drain(ctx context.Context) (int, error) {
 			return ran, nil
 		}
 		r := e.newRun(ctx, leases[0], nil, time.Now())
-		e.runMu.Lock()
-		e.runs[r.lease.JobID] = r
-		e.runMu.Unlock()
+		e.runs.add(r)
 		timer := time.AfterFunc(r.timeout, r.timedOut)
 		stop := context.AfterFunc(ctx, func() { r.cancel(context.Cause(ctx)) })
 		e.execute(r)
