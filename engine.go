@@ -154,8 +154,8 @@ func (e *Engine) Close() error {
 // ErrDuplicateJob.
 func (e *Engine) Enqueue(ctx context.Context, typ string, payload any, opts ...EnqueueOption) (string, error) {
 	now := e.clock.Now()
-	nj, err := e.newJob(now, e.ids.New(now), typ, payload, opts)
-	if err != nil {
+	var nj backend.NewJob
+	if err := e.fillJob(&nj, now, e.ids.New(now), typ, e.handler(typ), payload, opts); err != nil {
 		return "", fmt.Errorf("enqueue %q: %w", typ, err)
 	}
 	res, err := e.backend.Enqueue(ctx, now, []backend.NewJob{nj})
@@ -204,9 +204,14 @@ func (e *Engine) EnqueueMany(ctx context.Context, specs []JobSpec) ([]EnqueueRes
 		}
 	}()
 	ids := e.ids.NewBatch(now, len(specs))
+	var typ string
+	var h *handlerEntry
 	for i, s := range specs {
-		var err error
-		if jobs[i], err = e.newJob(now, ids[i], s.Type, s.Payload, s.Options); err != nil {
+		if i == 0 || s.Type != typ { // batches are mostly of one type
+			typ, h = s.Type, e.handler(s.Type)
+		}
+		id := ids[jobid.Size*i : jobid.Size*(i+1)]
+		if err := e.fillJob(&jobs[i], now, id, typ, h, s.Payload, s.Options); err != nil {
 			return nil, fmt.Errorf("enqueue batch: job %d (%q): %w", i, s.Type, err)
 		}
 	}
@@ -280,18 +285,20 @@ func encodePayload(payload any) ([]byte, error) {
 	return b, nil
 }
 
-// newJob validates a job and fills its defaults: the engine's, then the
-// handler's, then the caller's options.
-func (e *Engine) newJob(now time.Time, id, typ string, payload any, opts []EnqueueOption) (backend.NewJob, error) {
+// fillJob validates a job and fills nj, a zero NewJob, with it and its
+// defaults: the engine's, then those of h (the type's handler, nil if
+// none), then the caller's options. It fills in place: a NewJob is ~250
+// bytes, which a return by value copied once more per job.
+func (e *Engine) fillJob(nj *backend.NewJob, now time.Time, id, typ string, h *handlerEntry, payload any, opts []EnqueueOption) error {
 	if typ == "" {
-		return backend.NewJob{}, ErrEmptyType
+		return ErrEmptyType
 	}
 	b, err := encodePayload(payload)
 	if err != nil {
-		return backend.NewJob{}, err
+		return err
 	}
 	if len(b) > e.cfg.maxPayload {
-		return backend.NewJob{}, fmt.Errorf("%w: %d bytes, limit %d", ErrPayloadTooLarge, len(b), e.cfg.maxPayload)
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrPayloadTooLarge, len(b), e.cfg.maxPayload)
 	}
 	c := jobConfig{
 		queue:      DefaultQueue,
@@ -300,17 +307,16 @@ func (e *Engine) newJob(now time.Time, id, typ string, payload any, opts []Enque
 		failureTTL: DefaultFailureTTL,
 		maxRetries: e.cfg.retry.MaxRetries,
 	}
-	h := e.handler(typ)
 	if (h != nil && len(h.defaults) > 0) || len(opts) > 0 {
 		c = applyOptions(c, h, opts)
 	}
 	if len(c.errs) > 0 {
-		return backend.NewJob{}, errors.Join(c.errs...)
+		return errors.Join(c.errs...)
 	}
 	if c.uniqueFor > 0 && c.uniqueKey == "" {
-		return backend.NewJob{}, invalidOption("UniqueFor without UniqueKey")
+		return invalidOption("UniqueFor without UniqueKey")
 	}
-	nj := backend.NewJob{
+	*nj = backend.NewJob{
 		ID:         id,
 		Type:       typ,
 		Queue:      c.queue,
@@ -335,7 +341,7 @@ func (e *Engine) newJob(now time.Time, id, typ string, payload any, opts []Enque
 	if c.uniqueFor > 0 {
 		nj.UniqueUntil = now.Add(c.uniqueFor)
 	}
-	return nj, nil
+	return nil
 }
 
 // Status returns what is known of job id now, or ErrJobNotFound.

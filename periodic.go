@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jobrelay/engine/backend"
 	"github.com/robfig/cron/v3"
 )
 
@@ -157,7 +158,8 @@ func (e *Engine) Schedule(name, spec, typ string, payload any, opts ...EnqueueOp
 	if p.payload, err = encodePayload(payload); err != nil {
 		return fmt.Errorf("schedule %q: %w", name, err)
 	}
-	if _, err := e.newJob(now, "", typ, p.payload, p.tickOptions(now, now.Add(minTickHold), now)); err != nil {
+	var check backend.NewJob
+	if err := e.fillJob(&check, now, "", typ, e.handler(typ), p.payload, p.tickOptions(now, now.Add(minTickHold), now)); err != nil {
 		return fmt.Errorf("schedule %q: %w", name, err)
 	}
 	t := e.periodic()

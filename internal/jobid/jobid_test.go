@@ -39,18 +39,44 @@ func TestNewBatchContinuesTheSequence(t *testing.T) {
 	now := time.Now()
 	prev := g.New(now)
 	for _, n := range []int{0, 1, 5, 300} {
-		ids := g.NewBatch(now, n)
-		if len(ids) != n {
-			t.Fatalf("NewBatch(%d): got %d IDs", n, len(ids))
+		batch := g.NewBatch(now, n)
+		if len(batch) != Size*n {
+			t.Fatalf("NewBatch(%d): got %d bytes, want %d IDs of %d", n, len(batch), n, Size)
 		}
-		for _, id := range ids {
-			if len(id) != 26 || id <= prev {
-				t.Fatalf("NewBatch: got %q after %q, want 26 characters, strictly increasing", id, prev)
+		for i := range n {
+			id := batch[Size*i : Size*(i+1)]
+			if id <= prev {
+				t.Fatalf("NewBatch: got %q after %q, want strictly increasing", id, prev)
 			}
 			prev = id
 		}
 	}
 	if id := g.New(now); id <= prev {
 		t.Fatalf("New after NewBatch: got %q after %q, want it greater", id, prev)
+	}
+}
+
+// A batch holds the IDs that New would have returned one by one, also
+// where counting up carries across characters and wraps the 80 bits.
+func TestNewBatchMatchesNewOneByOne(t *testing.T) {
+	now := time.Now()
+	ms := uint64(now.UnixMilli())
+	for _, start := range []struct{ hi, lo uint64 }{
+		{0x1234, 5},
+		{0x1234, 1<<5 - 2},         // the last character carries
+		{0x7, ^uint64(0) - 2},      // lo carries into hi
+		{0xFFFF, ^uint64(0) - 1},   // the 80 bits wrap around
+		{0xFFFF, ^uint64(0) - 100}, // a wrap in a longer batch
+	} {
+		one := Generator{lastMs: ms, hi: start.hi, lo: start.lo}
+		batch := Generator{lastMs: ms, hi: start.hi, lo: start.lo}
+		const n = 200
+		ids := batch.NewBatch(now, n)
+		for i := range n {
+			want := one.New(now)
+			if got := ids[Size*i : Size*(i+1)]; got != want {
+				t.Fatalf("start %x:%x, ID %d: got %q from NewBatch, want %q as from New", start.hi, start.lo, i, got, want)
+			}
+		}
 	}
 }
