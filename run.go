@@ -200,7 +200,7 @@ func (e *Engine) Run(ctx context.Context) error {
 }
 
 // pool is the set of worker goroutines of one Run, fed by the dispatcher
-// with leased jobs and draining into the acker.
+// with started runs through its run queue and draining into the acker.
 type pool struct {
 	e *Engine
 	// idle counts the workers free for a job that the dispatcher has not
@@ -210,8 +210,8 @@ type pool struct {
 	// add, and the dispatcher takes every free one in one swap.
 	idle     atomic.Int64
 	idleWake chan struct{}
-	size     int // workers in all
-	queue    *runQueue
+	size     int       // workers in all
+	queue    *runQueue // started runs on their way to a worker
 	acks     *ackQueue
 	workers  sync.WaitGroup
 	// deadlines ends runs at their job's timeout.
@@ -400,7 +400,7 @@ func (p *pool) worker() {
 			r.state.Store(runClaimedByWorker)
 			r.release()
 			p.e.sendAck(r, backend.Ack{Lease: r.lease, Outcome: backend.OutcomeReleased})
-			p.queue.searching.Add(1)
+			p.queue.search()
 			continue
 		}
 		if !p.e.execute(r) {
@@ -411,7 +411,7 @@ func (p *pool) worker() {
 		// Counted before the slot is free, so that the dispatcher, which
 		// leases only for free slots, knows this worker will look for the
 		// run it leases (see runQueue).
-		p.queue.searching.Add(1)
+		p.queue.search()
 		p.free()
 	}
 	p.workers.Done()
@@ -420,7 +420,7 @@ func (p *pool) worker() {
 // abandon replaces a worker whose handler still runs after the watchdog
 // recorded its outcome: a new goroutine takes its place and its slot.
 func (p *pool) abandon() {
-	p.queue.searching.Add(1)
+	p.queue.search()
 	go p.worker()
 	p.free()
 }

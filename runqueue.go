@@ -35,6 +35,11 @@ func newRunQueue(workers int) *runQueue {
 	return q
 }
 
+// search counts a worker that will call take next (its run ended, or it is
+// new) as searching. A worker whose run ended calls it before it frees its
+// slot.
+func (q *runQueue) search() { q.searching.Add(1) }
+
 // push queues started runs and wakes a worker if none is searching.
 func (q *runQueue) push(runs []*run) {
 	q.mu.Lock()

@@ -32,7 +32,7 @@ func TestRunQueueWakesAWorkerForEveryRunWhileOthersHold(t *testing.T) {
 				}
 				took <- r
 				<-hold
-				q.searching.Add(1)
+				q.search()
 			}
 		})
 	}
@@ -94,7 +94,7 @@ func TestRunQueueCloseHandsOutWhatIsQueued(t *testing.T) {
 				mu.Lock()
 				taken++
 				mu.Unlock()
-				q.searching.Add(1)
+				q.search()
 			}
 		})
 	}
