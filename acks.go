@@ -93,14 +93,6 @@ func (q *ackQueue) take(runs []*run, acks []backend.Ack, expire <-chan time.Time
 	}
 }
 
-// poll appends what is queued to runs and acks, without waiting.
-func (q *ackQueue) poll(runs []*run, acks []backend.Ack) ([]*run, []backend.Ack) {
-	q.mu.Lock()
-	runs, acks = q.takeLocked(runs, acks)
-	q.mu.Unlock()
-	return runs, acks
-}
-
 func (q *ackQueue) takeLocked(runs []*run, acks []backend.Ack) ([]*run, []backend.Ack) {
 	if len(q.runs) == 0 {
 		return runs, acks

@@ -249,8 +249,8 @@ func newPool(e *Engine) *pool {
 const idleBlock = 5 * time.Second
 
 // shortRun is the longest run that counts as short. Right after a short
-// run ended, the dispatcher and the acker expect the pool's other runs to
-// end soon too, and yield once to let them (see dispatch).
+// run ended, the dispatcher expects the pool's other runs to end soon too,
+// and yields once to let them (see dispatch).
 const shortRun = 5 * time.Millisecond
 
 // dispatch leases as many jobs as there are idle workers and hands them
@@ -449,6 +449,9 @@ func (p *pool) shutdown() {
 // ack sends acknowledgements to the backend in batches: whatever is waiting
 // goes in one Finish call. With a batch window, it waits up to the window
 // for the acks of the other runs in flight, so that they go together.
+// Without one it calls at once rather than yield for them as the
+// dispatcher does: acks queue up while a Finish call runs anyway, and a
+// yield here cost more CPU than its larger batches saved.
 func (p *pool) ack() {
 	window := p.e.cfg.batchWindow
 	var runs []*run
@@ -459,13 +462,6 @@ func (p *pool) ack() {
 		runs, acks, open = p.acks.take(runs[:0], acks[:0], nil)
 		if len(runs) == 0 {
 			return // closed
-		}
-		if open && window == 0 && p.awaited(runs) && p.shortRuns(time.Now()) {
-			// As the dispatcher does (see dispatch): let the runnable
-			// workers, whose short runs are about to end, queue their
-			// acks first, so that one call carries them.
-			runtime.Gosched()
-			runs, acks = p.acks.poll(runs, acks)
 		}
 		if open && window > 0 && p.awaited(runs) {
 			gather = resetTimer(gather, window)
