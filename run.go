@@ -43,8 +43,9 @@ const (
 )
 
 // run is one attempt of one job in this process. It holds the handler's
-// context and Job view by value, so that an attempt costs one allocation,
-// and copies what it needs of its lease, which the dispatcher hands back to
+// context and Job view by value, so that an attempt costs no allocation of
+// its own (the runs of one Lease call share one, see pool.start), and
+// copies what it needs of its lease, which the dispatcher hands back to
 // the backend for reuse (see backend.LeaseRequest.Reuse).
 type run struct {
 	engine   *Engine
