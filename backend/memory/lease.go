@@ -34,7 +34,7 @@ func (b *Backend) Lease(ctx context.Context, req backend.LeaseRequest) ([]*backe
 		}
 		out := b.leaseLocked(req, now, limit)
 		if len(out) > 0 || req.Block <= 0 || last {
-			b.mu.Unlock()
+			b.unlock() // archives what earlier calls left in ended
 			return out, nil
 		}
 		if b.ready == nil {

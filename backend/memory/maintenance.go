@@ -55,8 +55,8 @@ func (b *Backend) Sweep(ctx context.Context, now time.Time, limit int) (int, err
 		limit = math.MaxInt
 	}
 	key := nanos(now)
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.lockBoth()
+	defer b.unlockBoth()
 	if b.closed {
 		return 0, errClosed
 	}

@@ -16,8 +16,8 @@ const defaultPageSize = 100
 
 // Job returns a copy of the stored job; see backend.Backend.
 func (b *Backend) Job(ctx context.Context, id string) (*backend.Job, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.lockBoth()
+	defer b.unlockBoth()
 	if b.closed {
 		return nil, errClosed
 	}
@@ -39,8 +39,8 @@ func (b *Backend) List(ctx context.Context, f backend.ListFilter) (backend.Page,
 	if limit <= 0 {
 		limit = defaultPageSize
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.lockBoth()
+	defer b.unlockBoth()
 	if b.closed {
 		return backend.Page{}, errClosed
 	}

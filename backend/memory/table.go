@@ -21,7 +21,7 @@ type jobTable struct {
 
 // hash returns the hash of a job ID that the ID table is keyed by. Its seed
 // is set by New and never changes (Close keeps it), so that Enqueue hashes
-// a batch's IDs before it takes the mutex.
+// a batch's IDs before it takes a mutex.
 func (b *Backend) hash(id string) uint64 { return maphash.String(b.idSeed, id) }
 
 // idOf returns the ID of the job with handle hd; for an archived job it is a
@@ -115,7 +115,7 @@ const prefetchMinSlots = 1 << 16
 // hashes will go, for Enqueue to call before it stores them, as
 // prefetchArchived does for Sweep: in a large table each slot is a cache
 // miss that store would wait for. It reads the table, so it is called
-// under b.mu, as store is.
+// under smu, as store is.
 func (b *Backend) prefetchNew(hashes []uint64) {
 	if len(b.jobs.ids.slots) >= prefetchMinSlots {
 		b.jobs.ids.prefetch(hashes)
