@@ -99,7 +99,7 @@ func (b *Backend) enqueuePlain(now time.Time, recs []*job, hashes []uint64, resu
 	b.pending = append(b.pending, p)
 	b.prefetchNew(hashes)
 	for i, j := range recs {
-		b.store(j, hashes[i])
+		b.store(j, hashes[i], true)
 	}
 	b.smu.Unlock()
 
@@ -213,7 +213,7 @@ func (b *Backend) enqueueLocked(now time.Time, j *job, h uint64) backend.Enqueue
 		}
 	}
 
-	b.store(j, h)
+	b.store(j, h, false)
 	if j.UniqueKey != "" {
 		b.unique[j.UniqueKey] = uniqueHold{j: j}
 	}

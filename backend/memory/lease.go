@@ -179,7 +179,7 @@ type leaseOne struct {
 }
 
 // tokenBlock is the size of the blocks that tokens are copied into.
-const tokenBlock = 4 << 10
+const tokenBlock = 16 << 10
 
 // tokenString returns the tokens in buf as a string that shares a block
 // with the tokens of earlier calls, so that a lease of one job does not

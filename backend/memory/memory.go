@@ -496,9 +496,11 @@ func (b *Backend) settle() {
 // reads nothing that mu guards: the job's record is no longer written once
 // it is in archiving, and its extras are gone.
 func (b *Backend) archive(j *job, queue uint32) {
-	b.pack = pack(b.pack[:0], &j.Job)
 	seq := b.arch.expiring.next()
-	b.arch.add(j.hd, b.pack, seq, queue, j.State, j.UniqueKey != "")
+	if !b.arch.addJob(j.hd, &j.Job, seq, queue, j.State, j.UniqueKey != "") {
+		b.pack = pack(b.pack[:0], &j.Job)
+		b.arch.add(j.hd, b.pack, seq, queue, j.State, j.UniqueKey != "")
+	}
 	b.arch.expiring.push(nanos(j.ExpiresAt), seq, j.hd)
 	*b.jobs.live.at(j.hd) = nil
 	if j.UniqueKey != "" {

@@ -62,8 +62,10 @@ func (b *Backend) stateOf(id string) (backend.State, bool) {
 
 // store gives the new job j, whose ID no stored job has and hashes to h, a
 // handle. The ID table would hold a second entry for an ID already stored,
-// so Enqueue refuses duplicates before it stores.
-func (b *Backend) store(j *job, h uint64) {
+// so Enqueue refuses duplicates before it stores. above says that j's ID is
+// above every stored one, as enqueuePlain checked, so that it goes last in
+// the ID index without a comparison.
+func (b *Backend) store(j *job, h uint64, above bool) {
 	t := &b.jobs
 	if n := len(t.free); n > 0 {
 		j.hd = t.free[n-1]
@@ -74,7 +76,11 @@ func (b *Backend) store(j *job, h uint64) {
 	}
 	*t.live.at(j.hd) = j
 	t.ids.insert(h, j.hd)
-	b.byID.insert(j.hd)
+	if above {
+		b.byID.push(j.hd)
+	} else {
+		b.byID.insert(j.hd)
+	}
 }
 
 // forget frees the handle of the archived job hd, whose ID hashes to h,
