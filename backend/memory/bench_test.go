@@ -328,14 +328,18 @@ func BenchmarkCycleBesideLimited(b *testing.B) {
 // consumer goroutine leases up to Max of them at a time (blocking when none
 // is queued) and finishes them as completed, as a dispatcher and its acker
 // would with a no-op handler. Its jobs/s is the most an engine can get from
-// this backend, since the engine adds its own costs to every job.
+// this backend, since the engine adds its own costs to every job. With
+// "sweeping", a third goroutine deletes the finished jobs every millisecond,
+// by Sweeps of 1,000 as the engine's sweeper calls it, as a store that keeps
+// a day of jobs deletes as many as it finishes.
 func BenchmarkPipeline(b *testing.B) {
 	for _, n := range []int{16, 64} {
-		b.Run("max="+strconv.Itoa(n), func(b *testing.B) { pipeline(b, n) })
+		b.Run("max="+strconv.Itoa(n), func(b *testing.B) { pipeline(b, n, false) })
 	}
+	b.Run("max=64,sweeping", func(b *testing.B) { pipeline(b, 64, true) })
 }
 
-func pipeline(b *testing.B, leaseMax int) {
+func pipeline(b *testing.B, leaseMax int, sweeping bool) {
 	const batch = 512
 	ctx := context.Background()
 	m := memory.New(memory.Options{})
@@ -345,8 +349,34 @@ func pipeline(b *testing.B, leaseMax int) {
 		batches = append(batches, benchJobs(n, min(batch, b.N-n)))
 	}
 	done := make(chan error, 1)
+	stop, swept := make(chan struct{}), make(chan error, 1)
 	b.ReportAllocs()
 	b.ResetTimer()
+	if sweeping {
+		go func() {
+			tick := time.NewTicker(time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					swept <- nil
+					return
+				case <-tick.C:
+				}
+				for {
+					// The jobs are kept for a second (see benchJobs).
+					n, err := m.Sweep(ctx, time.Now().Add(2*time.Second), 1000)
+					if err != nil {
+						swept <- err
+						return
+					}
+					if n < 1000 {
+						break
+					}
+				}
+			}
+		}()
+	}
 	go func() {
 		req := backend.LeaseRequest{Queues: []string{"default"}, Worker: "w", Max: leaseMax, Block: time.Second, TTL: time.Minute}
 		acks := make([]backend.Ack, 0, leaseMax)
@@ -383,5 +413,11 @@ func pipeline(b *testing.B, leaseMax int) {
 		b.Fatal(err)
 	}
 	b.StopTimer()
+	if sweeping {
+		close(stop)
+		if err := <-swept; err != nil {
+			b.Fatal(err)
+		}
+	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
 }

@@ -31,10 +31,12 @@
 // under smu alone (see unlock): nothing under mu touches a terminal job's
 // record but its gen, which archiving leaves alone. Enqueue of plain jobs
 // stores them under smu alone and then makes them due under mu alone (see
-// enqueuePlain). Job, List, Cancel, Requeue, Sweep, Close and other
+// enqueuePlain). Job, List, Stats, Cancel, Requeue, Sweep, Close and other
 // Enqueues take both, mu first, and first finish what those left half done
 // (see lockBoth): so they never meet a job that is stored without a state,
-// or terminal and not archived. No call takes mu while it holds smu.
+// or terminal and not archived. Sweep then deletes under smu alone, and
+// leaves the counts of the deleted jobs for the next call that holds both
+// to take off. No call takes mu while it holds smu.
 package memory
 
 import (
@@ -145,6 +147,11 @@ type Backend struct {
 	// archiving holds the jobs that unlock handed over from ended, while
 	// they are archived.
 	archiving []endedJob
+	// swept counts, by queue number and state index, the jobs that Sweep
+	// deleted and that their queue's counts still hold (see Sweep);
+	// sweptAny is set while any does.
+	swept    [][numStates]int
+	sweptAny bool
 
 	// spare holds the cleared records of archived jobs, as *spareRecs
 	// (see recycle); freeing is the batch that recycle fills, and
@@ -222,7 +229,7 @@ func (b *Backend) Close() error {
 	b.lastQueue, b.extras = nil, nil
 	b.limits, b.wakes = nil, nil
 	b.byID.chunks, b.arch, b.delayed, b.leased, b.tombs = nil, archive{}, timeHeap{}, timeHeap{}, nil
-	b.ended, b.archiving, b.pending, b.pack, b.freeing = nil, nil, nil, nil, nil
+	b.ended, b.archiving, b.pending, b.pack, b.freeing, b.swept = nil, nil, nil, nil, nil, nil
 	b.events = eventLog{size: b.events.size}
 	b.cancels = eventLog{size: cancelLogSize}
 	b.types = typeTable{}
@@ -427,15 +434,19 @@ func (b *Backend) unlock() {
 
 // lockBoth takes both mutexes, mu first, for the calls that find jobs by ID
 // and look at their state. It settles what calls under one of them left
-// half done: the jobs that ended and wait to be archived are archived, and
-// the batches that Enqueue stored but did not make due yet are made due. So
-// every stored job is then archived or live in a state that is not
-// terminal.
+// half done: the jobs that ended and wait to be archived are archived, the
+// batches that Enqueue stored but did not make due yet are made due, and
+// the jobs that Sweep deleted are taken off their queues' counts. So every
+// stored job is then archived or live in a state that is not terminal, and
+// the counts are those of the stored jobs.
 func (b *Backend) lockBoth() {
 	b.mu.Lock()
 	b.smu.Lock()
 	if len(b.pending) > 0 {
 		b.settle()
+	}
+	if b.sweptAny {
+		b.takeSwept()
 	}
 	if len(b.ended) > 0 {
 		b.dropExtras()
@@ -447,13 +458,33 @@ func (b *Backend) lockBoth() {
 // unlockBoth releases what lockBoth took, archiving the jobs that ended
 // meanwhile under smu alone, as unlock does.
 func (b *Backend) unlockBoth() {
+	b.unlockMu()
+	b.smu.Unlock()
+}
+
+// unlockMu releases mu and keeps smu, for a call that took both and goes on
+// under smu alone: the jobs that ended meanwhile are archived as
+// unlockBoth does.
+func (b *Backend) unlockMu() {
 	if len(b.ended) > 0 {
 		b.dropExtras()
 		b.ended, b.archiving = b.archiving[:0], b.ended
 	}
 	b.mu.Unlock()
 	b.archiveHanded()
-	b.smu.Unlock()
+}
+
+// takeSwept takes the jobs that Sweep deleted off their queues' counts; the
+// caller holds both mutexes.
+func (b *Backend) takeSwept() {
+	for n, c := range b.swept {
+		q := b.queueAt[n]
+		for s := range c {
+			q.counts[s] -= c[s]
+		}
+	}
+	clear(b.swept)
+	b.sweptAny = false
 }
 
 // dropExtras forgets the extras of the ended jobs, which nothing reads once

@@ -78,8 +78,8 @@ func (b *Backend) List(ctx context.Context, f backend.ListFilter) (backend.Page,
 // Stats counts jobs per queue and state; see backend.Backend. Every state has
 // an entry, zero or not, so that a dashboard can show each column.
 func (b *Backend) Stats(ctx context.Context) ([]backend.QueueStats, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.lockBoth() // for the counts of the jobs that Sweep deleted (see Sweep)
+	defer b.unlockBoth()
 	if b.closed {
 		return nil, errClosed
 	}

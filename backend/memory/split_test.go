@@ -172,6 +172,36 @@ func TestLookupsOverlapArchiving(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Stats counts the jobs that are stored, no more (Sweep deleted the
+	// others while jobs were finishing).
+	if _, err := b.Sweep(ctx, t0.Add(time.Second), 0); err != nil {
+		t.Fatalf("Sweep: got error %v", err)
+	}
+	stored := 0
+	for cursor := ""; ; {
+		page, err := b.List(ctx, backend.ListFilter{Cursor: cursor, Limit: 1000})
+		if err != nil {
+			t.Fatalf("List: got error %v", err)
+		}
+		stored += len(page.Jobs)
+		if cursor = page.Next; cursor == "" {
+			break
+		}
+	}
+	stats, err := b.Stats(ctx)
+	if err != nil {
+		t.Fatalf("Stats: got error %v", err)
+	}
+	counted := 0
+	for _, q := range stats {
+		for _, n := range q.Counts {
+			counted += n
+		}
+	}
+	if counted != stored {
+		t.Errorf("Stats: got %d jobs counted, want the %d that List finds", counted, stored)
+	}
+
 	// Every job ran once, and once more for a requeued one, unless it was
 	// canceled first; a failed job is still there, failed or canceled.
 	for n := range batches * batch {
