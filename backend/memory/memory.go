@@ -402,17 +402,17 @@ func (b *Backend) terminate(j *job, s backend.State, now time.Time, ttl time.Dur
 	b.ended = append(b.ended, endedJob{j: j, queue: q.num})
 }
 
-// endedMax is how many ended jobs may wait for smu (see
-// unlock) before a call waits for it to archive them.
+// endedMax is how many ended jobs may wait for smu (see unlock) before a
+// call waits for it to archive them.
 const endedMax = 4096
 
 // unlock releases mu, and archives the jobs that ended if smu is free: it
-// takes smu before it releases mu, so that no call that holds
-// both ever meets them half archived, and archives them under smu alone,
-// while the next call holds mu. When another call holds smu (an archiver,
-// an Enqueue), the jobs wait in ended for the next call, unless more than
-// endedMax wait: a busy backend then waits for its archiver, as it should.
-// Every call that may end jobs unlocks with it.
+// takes smu before it releases mu, so that no call that holds both ever
+// meets them half archived, and archives them under smu alone, while the
+// next call holds mu. When another call holds smu (an archiver, an
+// Enqueue, a Sweep), the jobs wait in ended for the next call, unless more
+// than endedMax wait: a busy backend then waits for its archiver, as it
+// should. Every call that may end jobs unlocks with it.
 func (b *Backend) unlock() {
 	if len(b.ended) == 0 {
 		b.mu.Unlock()
