@@ -117,6 +117,7 @@ type Backend struct {
 	tokenBuf  []byte // reused by Lease to build a batch's tokens
 	tokens    []byte // the block that tokens are copied into (see tokenString)
 	scratch   []*job // reused by Lease to collect a batch
+	fetched   uint64 // the sum of what fetchRecords read, so that its reads are kept
 
 	// ready is closed (and set to nil) when a job becomes queued or a queue
 	// resumes; a blocked Lease makes it. It stays nil while nobody waits,
