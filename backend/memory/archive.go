@@ -67,6 +67,31 @@ func (a *archive) add(hd uint32, rec []byte, seq uint64, queue uint32, state bac
 	*a.recs.at(hd) = record{seq: seq, slab: s, off: off, size: uint32(headerSize + len(rec)), queue: queue, st: uint8(stateIndex(state)), unique: unique}
 }
 
+// addJob archives, under handle hd, the job j packed straight into the
+// current slab, without the copy that add makes, and returns true; it does
+// nothing and returns false when j may be too large for a shared slab (see
+// place). It takes a new slab when the current one may be too short for j.
+func (a *archive) addJob(hd uint32, j *backend.Job, seq uint64, queue uint32, state backend.State, unique bool) bool {
+	most := headerSize + packBound(j)
+	if most > slabSize/4 {
+		return false
+	}
+	if int(a.cur) >= len(a.slabs) || cap(a.slabs[a.cur].buf)-len(a.slabs[a.cur].buf) < most {
+		a.cur = a.newSlab(slabSize)
+	}
+	sl := &a.slabs[a.cur]
+	off := len(sl.buf)
+	buf := binary.LittleEndian.AppendUint32(sl.buf, hd)
+	buf = binary.LittleEndian.AppendUint32(buf, 0) // the size, once known
+	buf = pack(buf, j)
+	n := len(buf) - off
+	binary.LittleEndian.PutUint32(buf[off+4:], uint32(n))
+	sl.buf = buf
+	sl.live += n
+	*a.recs.at(hd) = record{seq: seq, slab: a.cur, off: uint32(off), size: uint32(n), queue: queue, st: uint8(stateIndex(state)), unique: unique}
+	return true
+}
+
 // place copies rec with its header into a slab and returns where.
 func (a *archive) place(hd uint32, rec []byte) (uint32, uint32) {
 	n := headerSize + len(rec)
@@ -375,6 +400,22 @@ func pack(buf []byte, j *backend.Job) []byte {
 	return appendTimes(buf, &[numTimes]time.Time{j.UniqueUntil, j.CreatedAt, j.RunAt, j.StartedAt, j.FinishedAt, j.ExpiresAt})
 }
 
+// packBound returns a size that pack never exceeds for j: every length and
+// number at its longest varint, every time at its widest.
+func packBound(j *backend.Job) int {
+	const lengths = 11 // of the strings, byte slices, Meta and DependsOn
+	n := (lengths+2*len(j.Meta)+len(j.DependsOn))*binary.MaxVarintLen64 + 10*binary.MaxVarintLen64 + 2 + numTimes*12 +
+		len(j.ID) + len(j.Type) + len(j.Payload) + len(j.UniqueKey) + len(j.LimitKey) + len(j.ProgressMessage) +
+		len(j.Error) + len(j.Result)
+	for k, v := range j.Meta {
+		n += len(k) + len(v)
+	}
+	for _, d := range j.DependsOn {
+		n += len(d)
+	}
+	return n
+}
+
 // numTimes is the number of times in a packed job.
 const numTimes = 6
 
@@ -389,29 +430,28 @@ const (
 )
 
 // appendTimes packs ts: a uint16 of their kinds, two bits each, then each
-// time as its kind says.
+// time as its kind says. The kinds are written last, into room kept for
+// them, so that each time is read once.
 func appendTimes(buf []byte, ts *[numTimes]time.Time) []byte {
 	const maxSec = math.MaxInt64/int64(time.Second) - 1
+	at := len(buf)
+	buf = append(buf, 0, 0)
 	var kinds uint16
 	for i := range ts {
-		switch s := ts[i].Unix(); {
-		case ts[i].IsZero():
-		case s >= -maxSec && s <= maxSec:
+		if ts[i].IsZero() {
+			continue
+		}
+		s, ns := ts[i].Unix(), ts[i].Nanosecond()
+		if s >= -maxSec && s <= maxSec {
 			kinds |= timeNanos << (2 * i)
-		default:
-			kinds |= timeWide << (2 * i)
+			buf = binary.LittleEndian.AppendUint64(buf, uint64(s*int64(time.Second)+int64(ns)))
+			continue
 		}
+		kinds |= timeWide << (2 * i)
+		buf = binary.LittleEndian.AppendUint64(buf, uint64(s))
+		buf = binary.LittleEndian.AppendUint32(buf, uint32(ns))
 	}
-	buf = binary.LittleEndian.AppendUint16(buf, kinds)
-	for i := range ts {
-		switch kinds >> (2 * i) & 3 {
-		case timeNanos:
-			buf = binary.LittleEndian.AppendUint64(buf, uint64(ts[i].UnixNano()))
-		case timeWide:
-			buf = binary.LittleEndian.AppendUint64(buf, uint64(ts[i].Unix()))
-			buf = binary.LittleEndian.AppendUint32(buf, uint32(ts[i].Nanosecond()))
-		}
-	}
+	binary.LittleEndian.PutUint16(buf[at:], kinds)
 	return buf
 }
 

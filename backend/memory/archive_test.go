@@ -34,11 +34,27 @@ func TestPackRoundTrip(t *testing.T) {
 		RunAt: time.Unix(maxSec+2, 999999999).UTC(), StartedAt: time.Unix(-maxSec-2, 0).UTC(),
 		FinishedAt: time.Unix(-1, 500).UTC(), ExpiresAt: time.Unix(0, 0).UTC(),
 	}
+	var a archive
+	hd := uint32(0)
 	for name, j := range map[string]backend.Job{"full": full, "zero": {}, "empty": empty, "edges": edges} {
 		var got backend.Job
-		unpack(pack(nil, &j), &got)
+		packed := pack(nil, &j)
+		unpack(packed, &got)
 		if !reflect.DeepEqual(got, j) {
 			t.Errorf("%s: got %+v, want %+v", name, got, j)
+		}
+		if n := packBound(&j); len(packed) > n {
+			t.Errorf("%s: packed in %d bytes, above its bound of %d", name, len(packed), n)
+		}
+		// Packed straight into a slab, it unpacks the same.
+		hd = a.recs.grow()
+		if !a.addJob(hd, &j, uint64(hd)+1, 0, backend.StateCompleted, false) {
+			t.Fatalf("%s: addJob refused a small job", name)
+		}
+		got = backend.Job{}
+		unpack(a.body(hd), &got)
+		if !reflect.DeepEqual(got, j) {
+			t.Errorf("%s: packed into a slab, got %+v, want %+v", name, got, j)
 		}
 	}
 }

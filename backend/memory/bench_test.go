@@ -2,6 +2,7 @@ package memory_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -320,4 +321,103 @@ func BenchmarkCycleBesideLimited(b *testing.B) {
 	b.StopTimer()
 	m.Close()
 	perJob(b)
+}
+
+// BenchmarkPipeline measures the backend under the engine's shape of load:
+// the benchmark's goroutine enqueues b.N jobs by batches of 512 while one
+// consumer goroutine leases up to Max of them at a time (blocking when none
+// is queued) and finishes them as completed, as a dispatcher and its acker
+// would with a no-op handler. Its jobs/s is the most an engine can get from
+// this backend, since the engine adds its own costs to every job. With
+// "sweeping", a third goroutine deletes the finished jobs every millisecond,
+// by Sweeps of 1,000 as the engine's sweeper calls it, as a store that keeps
+// a day of jobs deletes as many as it finishes.
+func BenchmarkPipeline(b *testing.B) {
+	for _, n := range []int{16, 64} {
+		b.Run("max="+strconv.Itoa(n), func(b *testing.B) { pipeline(b, n, false) })
+	}
+	b.Run("max=64,sweeping", func(b *testing.B) { pipeline(b, 64, true) })
+}
+
+func pipeline(b *testing.B, leaseMax int, sweeping bool) {
+	const batch = 512
+	ctx := context.Background()
+	m := memory.New(memory.Options{})
+	defer m.Close()
+	var batches [][]backend.NewJob
+	for n := 0; n < b.N; n += batch {
+		batches = append(batches, benchJobs(n, min(batch, b.N-n)))
+	}
+	done := make(chan error, 1)
+	stop, swept := make(chan struct{}), make(chan error, 1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	if sweeping {
+		go func() {
+			tick := time.NewTicker(time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					swept <- nil
+					return
+				case <-tick.C:
+				}
+				for {
+					// The jobs are kept for a second (see benchJobs).
+					n, err := m.Sweep(ctx, time.Now().Add(2*time.Second), 1000)
+					if err != nil {
+						swept <- err
+						return
+					}
+					if n < 1000 {
+						break
+					}
+				}
+			}
+		}()
+	}
+	go func() {
+		req := backend.LeaseRequest{Queues: []string{"default"}, Worker: "w", Max: leaseMax, Block: time.Second, TTL: time.Minute}
+		acks := make([]backend.Ack, 0, leaseMax)
+		for finished := 0; finished < b.N; {
+			req.Now = time.Now()
+			ls, err := m.Lease(ctx, req)
+			if err != nil {
+				done <- err
+				return
+			}
+			if len(ls) == 0 {
+				done <- fmt.Errorf("Lease: got no job after %d of %d", finished, b.N)
+				return
+			}
+			acks = acks[:0]
+			for _, l := range ls {
+				acks = append(acks, backend.Ack{Lease: l.Ref(), Outcome: backend.OutcomeCompleted})
+			}
+			if _, err := m.Finish(ctx, time.Now(), acks); err != nil {
+				done <- err
+				return
+			}
+			finished += len(ls)
+			req.Reuse = ls // the consumer keeps nothing of a lease, as the engine's runs copy theirs
+		}
+		done <- nil
+	}()
+	for _, jobs := range batches {
+		if _, err := m.Enqueue(ctx, time.Now(), jobs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	if sweeping {
+		close(stop)
+		if err := <-swept; err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
 }

@@ -12,8 +12,8 @@ import (
 // active job is kept until its worker finishes it, and becomes its Error.
 func (b *Backend) Cancel(ctx context.Context, now time.Time, id, reason string) (backend.State, error) {
 	now = stamp(now)
-	b.mu.Lock()
-	defer b.unlock()
+	b.lockBoth()
+	defer b.unlockBoth()
 	if b.closed {
 		return "", errClosed
 	}
@@ -54,8 +54,8 @@ func (b *Backend) Cancel(ctx context.Context, now time.Time, id, reason string) 
 // requeues a job wants it to run.
 func (b *Backend) Requeue(ctx context.Context, now time.Time, id string) error {
 	now = stamp(now)
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.lockBoth()
+	defer b.unlockBoth()
 	if b.closed {
 		return errClosed
 	}
@@ -72,7 +72,7 @@ func (b *Backend) Requeue(ctx context.Context, now time.Time, id string) error {
 	if st != backend.StateFailed && st != backend.StateCanceled {
 		return fmt.Errorf("memory: requeue %s: job is %s: %w", id, st, backend.ErrInvalidState)
 	}
-	// A live job is never terminal between calls (see unlock): j is
+	// Under both mutexes a live job is never terminal (see lockBoth): j is
 	// archived, and comes back with no lease, dependents or cancel reason.
 	j = b.unarchive(hd)
 	j.Attempt, j.Failures, j.Stalls = 0, 0, 0

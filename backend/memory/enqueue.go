@@ -12,8 +12,9 @@ import (
 )
 
 // Enqueue stores a batch of new jobs; see backend.Backend. The records are
-// built (and payloads copied) before the lock is taken, so that enqueuers
-// hold the mutex only for the index updates.
+// built (and payloads copied) before either mutex is taken. A batch of
+// plain jobs, as the engine makes them, is stored under smu alone and made
+// due under mu alone (see enqueuePlain); any other takes both.
 func (b *Backend) Enqueue(ctx context.Context, now time.Time, jobs []backend.NewJob) ([]backend.EnqueueResult, error) {
 	now = stamp(now)
 	recs := make([]*job, len(jobs))
@@ -25,7 +26,7 @@ func (b *Backend) Enqueue(ctx context.Context, now time.Time, jobs []backend.New
 	}
 	b.keepSpare(&spare)
 	results := make([]backend.EnqueueResult, len(jobs))
-	// The IDs are hashed here, once, outside the mutex (see hash); the
+	// The IDs are hashed here, once, outside the mutexes (see hash); the
 	// read-ahead and store both use the hashes.
 	var few [8]uint64
 	hashes := few[:0]
@@ -36,8 +37,16 @@ func (b *Backend) Enqueue(ctx context.Context, now time.Time, jobs []backend.New
 		hashes = append(hashes, b.hash(j.ID))
 	}
 
-	b.mu.Lock()
-	defer b.unlock()
+	if plain(recs) {
+		if done, err := b.enqueuePlain(now, recs, hashes, results); done {
+			if err != nil {
+				return nil, err
+			}
+			return results, nil
+		}
+	}
+	b.lockBoth()
+	defer b.unlockBoth()
 	if b.closed {
 		return nil, errClosed
 	}
@@ -47,6 +56,66 @@ func (b *Backend) Enqueue(ctx context.Context, now time.Time, jobs []backend.New
 		results[i] = b.enqueueLocked(now, j, hashes[i])
 	}
 	return results, nil
+}
+
+// plain reports whether the batch recs can be stored without looking at
+// any other job's state: no job has a unique key or dependencies, and the
+// IDs are set and rise, so that the batch holds no ID twice and, if its
+// first ID is above every stored one, none that is stored.
+func plain(recs []*job) bool {
+	for i, j := range recs {
+		if j.ID == "" || j.UniqueKey != "" || j.DependsOn != nil || i > 0 && recs[i-1].ID >= j.ID {
+			return false
+		}
+	}
+	return true
+}
+
+// enqueuePlain stores the plain batch recs (see plain) whose IDs hash to
+// hashes, and fills results; it returns false, having done nothing, when a
+// stored ID may equal one of the batch's. It takes smu alone to store the
+// jobs (the ID table and index), then mu alone to make them due (the ready
+// queue and events), so that Lease and Finish run meanwhile. Between the
+// two the jobs are stored without a state; a call that holds both mutexes
+// makes them due first (see settle), which this call then sees.
+func (b *Backend) enqueuePlain(now time.Time, recs []*job, hashes []uint64, results []backend.EnqueueResult) (bool, error) {
+	for i, j := range recs {
+		results[i] = backend.EnqueueResult{ID: j.ID, State: backend.StateQueued}
+		if j.RunAt.After(now) {
+			results[i].State = backend.StateScheduled
+		}
+	}
+	b.smu.Lock()
+	if b.closed {
+		b.smu.Unlock()
+		return true, errClosed
+	}
+	if len(recs) > 0 && b.byID.mayHold(recs[0].ID) {
+		b.smu.Unlock()
+		return false, nil
+	}
+	p := &pendingBatch{recs: recs, now: now}
+	b.pending = slices.DeleteFunc(b.pending, func(p *pendingBatch) bool { return p.done.Load() })
+	b.pending = append(b.pending, p)
+	b.prefetchNew(hashes)
+	for i, j := range recs {
+		b.store(j, hashes[i], true)
+	}
+	b.smu.Unlock()
+
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return true, errClosed
+	}
+	if !p.done.Load() {
+		for _, j := range recs {
+			b.becomeDue(j, now)
+		}
+		p.done.Store(true)
+	}
+	b.unlock() // archives what earlier calls left in ended
+	return true, nil
 }
 
 // newRecord copies a NewJob into a fresh record (see spareJob), so that the
@@ -144,7 +213,7 @@ func (b *Backend) enqueueLocked(now time.Time, j *job, h uint64) backend.Enqueue
 		}
 	}
 
-	b.store(j, h)
+	b.store(j, h, false)
 	if j.UniqueKey != "" {
 		b.unique[j.UniqueKey] = uniqueHold{j: j}
 	}

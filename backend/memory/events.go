@@ -29,6 +29,9 @@ type eventLog struct {
 	recs []eventRec
 	size int
 	last uint64 // number of the newest event; 0 before the first
+	// pos is the index in recs of the event next overwrites once the ring
+	// is full, (last % size) kept apart so that next needs no division.
+	pos int
 
 	// data holds the variable part of the kept events (see eventRec.off);
 	// its length is zero or a power of two. head is the number of bytes
@@ -170,7 +173,11 @@ func (l *eventLog) next() *eventRec {
 		l.recs = append(l.recs, eventRec{})
 		return &l.recs[len(l.recs)-1]
 	}
-	return &l.recs[(l.last-1)%uint64(l.size)]
+	r := &l.recs[l.pos]
+	if l.pos++; l.pos == l.size {
+		l.pos = 0
+	}
+	return r
 }
 
 // oldest returns the number of the oldest kept event.

@@ -21,7 +21,7 @@ package memory
 // A table that fills up moves to one twice its size, and one that a burst
 // left mostly empty to a smaller one, a few slots at a time (as Redis
 // rehashes): at four million entries moving them all at once would hold
-// the backend's mutex for a hundred milliseconds, a pause that every caller
+// the backend's store mutex for a hundred milliseconds, a pause that every caller
 // would wait out. While it moves, inserts go to the new table, lookups and
 // removes try the new table and then the old one, and each insert or remove
 // moves the next step slots of the old one across.

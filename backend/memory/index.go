@@ -53,14 +53,9 @@ func (x *idIndex) mayHold(id string) bool {
 }
 
 func (x *idIndex) insert(v uint32) {
-	n := len(x.chunks)
 	id := x.idOf(v)
-	if n == 0 || x.idOf(x.last()) < id {
-		if n == 0 || len(x.chunks[n-1]) >= chunkMax {
-			x.chunks = append(x.chunks, make([]uint32, 0, chunkMax))
-			n++
-		}
-		x.chunks[n-1] = append(x.chunks[n-1], v)
+	if len(x.chunks) == 0 || x.idOf(x.last()) < id {
+		x.push(v)
 		return
 	}
 	ci, i := x.search(id)
@@ -74,6 +69,16 @@ func (x *idIndex) insert(v uint32) {
 	clear(c[half:])
 	x.chunks[ci] = c[:half]
 	x.chunks = slices.Insert(x.chunks, ci+1, right)
+}
+
+// push adds v, whose ID is above every ID here, last.
+func (x *idIndex) push(v uint32) {
+	n := len(x.chunks)
+	if n == 0 || len(x.chunks[n-1]) >= chunkMax {
+		x.chunks = append(x.chunks, make([]uint32, 0, chunkMax))
+		n++
+	}
+	x.chunks[n-1] = append(x.chunks[n-1], v)
 }
 
 func (x *idIndex) remove(v uint32) {

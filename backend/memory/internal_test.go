@@ -2,6 +2,8 @@ package memory
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"strconv"
 	"testing"
 	"time"
@@ -103,5 +105,64 @@ func TestRecycleRetiresOldRecords(t *testing.T) {
 	}
 	if young.ID != "" || young.gen != 7 || old.ID != "" {
 		t.Errorf("recycled records: got IDs %q and %q, gen %d, want both cleared and gen 7 kept", old.ID, young.ID, young.gen)
+	}
+}
+
+// Jobs that end while another call holds smu wait in ended instead of
+// holding up Finish; a call that finds jobs by ID archives them first, so
+// that it sees each of them archived, in its state, as if Finish had
+// archived it.
+func TestEndedJobsWaitForTheStore(t *testing.T) {
+	ctx := context.Background()
+	b := New(Options{})
+	defer b.Close()
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	jobs := make([]backend.NewJob, 3)
+	for i := range jobs {
+		jobs[i] = backend.NewJob{ID: "job-" + strconv.Itoa(i), Type: "t", Queue: "default", ResultTTL: time.Hour, FailureTTL: time.Hour}
+	}
+	if _, err := b.Enqueue(ctx, now, jobs); err != nil {
+		t.Fatal(err)
+	}
+	ls, err := b.Lease(ctx, backend.LeaseRequest{Queues: []string{"default"}, Max: 3, Now: now, TTL: time.Minute})
+	if err != nil || len(ls) != 3 {
+		t.Fatalf("Lease: got %d jobs and %v, want 3", len(ls), err)
+	}
+	acks := []backend.Ack{
+		{Lease: ls[0].Ref(), Outcome: backend.OutcomeFailed, Error: "boom"},
+		{Lease: ls[1].Ref(), Outcome: backend.OutcomeFailed, Error: "boom"},
+		{Lease: ls[2].Ref(), Outcome: backend.OutcomeCompleted, Result: []byte("ok")},
+	}
+	b.smu.Lock() // as an Enqueue or another call's archiving would
+	_, err = b.Finish(ctx, now, acks)
+	b.smu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.ended) != 3 {
+		t.Fatalf("jobs waiting to be archived: got %d, want the 3 that Finish ended", len(b.ended))
+	}
+
+	if err := b.Requeue(ctx, now, "job-0"); err != nil {
+		t.Errorf("Requeue of a failed job: got error %v, want nil", err)
+	}
+	if st, err := b.Cancel(ctx, now, "job-1", "late"); st != backend.StateFailed || !errors.Is(err, backend.ErrInvalidState) {
+		t.Errorf("Cancel of a failed job: got %q and %v, want failed and ErrInvalidState", st, err)
+	}
+	want := map[string]backend.State{"job-0": backend.StateQueued, "job-1": backend.StateFailed, "job-2": backend.StateCompleted}
+	page, err := b.List(ctx, backend.ListFilter{})
+	if err != nil || len(page.Jobs) != 3 {
+		t.Fatalf("List: got %d jobs and %v, want 3", len(page.Jobs), err)
+	}
+	for _, j := range page.Jobs {
+		if j.State != want[j.ID] {
+			t.Errorf("List: got %s %s, want %s", j.ID, j.State, want[j.ID])
+		}
+	}
+	if j, err := b.Job(ctx, "job-2"); err != nil || string(j.Result) != "ok" {
+		t.Errorf("Job job-2: got %v and %v, want its result", j, err)
+	}
+	if *b.jobs.live.at(1) != nil || *b.jobs.live.at(2) != nil {
+		t.Errorf("job-1 and job-2 after the calls: still live, want them archived")
 	}
 }

@@ -49,17 +49,30 @@ const sweepChunk = 128
 // or less means no limit. It also forgets unique keys of swept jobs once
 // their UniqueUntil has passed, within the same limit, and worker entries
 // that expired.
+//
+// It takes both mutexes, so that the jobs that ended before it are archived
+// and so swept if they expired, and then deletes under smu alone: a store
+// that keeps a day of jobs deletes as many as it finishes, and Lease and
+// Finish go on meanwhile. The deleted jobs' queue counts, which mu guards,
+// are taken off by the next call that holds both (see lockBoth).
 func (b *Backend) Sweep(ctx context.Context, now time.Time, limit int) (int, error) {
 	now = stamp(now)
 	if limit <= 0 {
 		limit = math.MaxInt
 	}
 	key := nanos(now)
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.lockBoth()
 	if b.closed {
+		b.unlockBoth()
 		return 0, errClosed
 	}
+	for id, w := range b.workers {
+		if !w.ExpiresAt.After(now) {
+			delete(b.workers, id)
+		}
+	}
+	b.unlockMu()
+	defer b.smu.Unlock()
 	deleted := 0
 	var chunk [sweepChunk]uint32
 	var hashes [sweepChunk]uint64
@@ -80,20 +93,19 @@ func (b *Backend) Sweep(ctx context.Context, now time.Time, limit int) (int, err
 			delete(b.unique, t.key)
 		}
 	}
-	for id, w := range b.workers {
-		if !w.ExpiresAt.After(now) {
-			delete(b.workers, id)
-		}
-	}
 	return deleted, nil
 }
 
 // deleteLocked removes the archived job hd, whose ID hashes to h and whose
-// expiring entry Sweep popped. Its unique key outlives it as a tomb while
-// UniqueUntil holds it.
+// expiring entry Sweep popped; the caller holds smu. Its unique key outlives
+// it as a tomb while UniqueUntil holds it.
 func (b *Backend) deleteLocked(hd uint32, h uint64, now time.Time) {
 	r := *b.arch.recs.at(hd)
-	b.queueAt[r.queue].counts[int(r.st)]--
+	for int(r.queue) >= len(b.swept) {
+		b.swept = append(b.swept, [numStates]int{})
+	}
+	b.swept[r.queue][r.st]++
+	b.sweptAny = true
 	var key, id string
 	var until time.Time
 	if r.unique {

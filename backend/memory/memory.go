@@ -1,16 +1,16 @@
 // Package memory is the in-process jobrelay backend. Every job lives in this
-// process's memory behind one mutex, so it needs no server and is the fastest
-// backend: the default for unit tests, and for programs whose jobs may die
-// with the process.
+// process's memory behind two mutexes, so it needs no server and is the
+// fastest backend: the default for unit tests, and for programs whose jobs
+// may die with the process.
 //
-// Each backend.Backend call is one section under the mutex, so each
-// transition is atomic and records its event in the same step. A FIFO per
+// Each transition is one section under the queues' mutex, mu, so it is
+// atomic and records its event in the same step. A FIFO per
 // priority in each queue makes Enqueue and Lease O(1) per job; heaps of
 // scheduled and retrying jobs by RunAt, of leases by expiry and of finished
 // jobs by ExpiresAt keep Finish, Promote, Reap and Sweep at O(log n). Jobs
 // that a limit holds back wait parked beside their queue, in heaps by their
 // place in it (see limits.go), so that they cost O(log n) each and never
-// block the jobs behind them. Calls take batches, so that the mutex is taken
+// block the jobs behind them. Calls take batches, so that a mutex is taken
 // once per batch, not per job.
 //
 // Every stored job has a handle, a number, by which the table of IDs and the
@@ -21,6 +21,22 @@
 // garbage collector does not scan what holds no pointers, so millions of
 // finished jobs cost it nothing. The record of an archived job is reused
 // by a later Enqueue.
+//
+// The store of jobs by ID (the ID table, the ID index, the archive, unique
+// keys) has a mutex of its own, smu, so that archiving the jobs one call
+// ended, and storing the IDs of a new batch, run beside the next Lease or
+// Finish instead of after it. Lease, Finish, Heartbeat, Progress, Reap and
+// Promote find their jobs by queue or by token and take mu alone; a call
+// that ends jobs hands them to smu before it releases mu, and archives them
+// under smu alone (see unlock): nothing under mu touches a terminal job's
+// record but its gen, which archiving leaves alone. Enqueue of plain jobs
+// stores them under smu alone and then makes them due under mu alone (see
+// enqueuePlain). Job, List, Stats, Cancel, Requeue, Sweep, Close and other
+// Enqueues take both, mu first, and first finish what those left half done
+// (see lockBoth): so they never meet a job that is stored without a state,
+// or terminal and not archived. Sweep then deletes under smu alone, and
+// leaves the counts of the deleted jobs for the next call that holds both
+// to take off. No call takes mu while it holds smu.
 package memory
 
 import (
@@ -33,6 +49,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jobrelay/engine/backend"
@@ -61,28 +78,26 @@ type Options struct {
 // backend.Backend and backend.Limiter; make one with New. Its zero value is
 // not usable.
 type Backend struct {
+	// mu guards the queues and what moves jobs through them: every field
+	// below up to smu, and the fields of a live record but its handle and
+	// ID (which do not change while the job is stored, and which smu's
+	// holders read).
 	mu     sync.Mutex
-	closed bool
+	closed bool          // written under both mutexes
 	done   chan struct{} // closed by Close, so that blocked calls return
 
-	jobs    jobTable          // every job by ID and by handle
-	byID    idIndex           // every job in ID order, for List
-	arch    archive           // the terminal jobs, packed (see archive)
 	queues  map[string]*queue // every queue that ever held a job or was paused
 	queueAt []*queue          // the same by queue.num
 	delayed timeHeap          // scheduled and retrying jobs by RunAt
 	leased  timeHeap          // active jobs by LeaseExpiresAt
-	unique  map[string]uniqueHold
-	tombs   tombHeap // unique keys of swept jobs still held by UniqueUntil
 	workers map[string]backend.WorkerInfo
 	// lastQueue is the queue that queueOf found last; Lease tries it first.
 	lastQueue *queue
 	// extras holds the jobExtra of the live jobs that have one.
 	extras map[*job]*jobExtra
-	// ended holds the jobs that became terminal during the current call;
-	// unlock archives them, once the call is done with them.
-	ended []*job
-	pack  []byte // reused to pack a job
+	// ended holds the jobs that became terminal and wait to be archived
+	// (see unlock).
+	ended []endedJob
 
 	// limits holds the limit keys in use (see keyLimit); wakes those that a
 	// rate window or a throttle holds back, by when it ends. promotedAt is
@@ -91,8 +106,8 @@ type Backend struct {
 	wakes      wakeHeap
 	promotedAt int64
 
-	idSeed      maphash.Seed // see hash
-	tokenPrefix string
+	idSeed      maphash.Seed // see hash; never changes
+	tokenPrefix string       // never changes
 	tokenSeq    uint64
 	// slots holds the active job of each lease by the slot number its token
 	// carries, so that Heartbeat, Progress and Finish find a job without a
@@ -102,6 +117,7 @@ type Backend struct {
 	tokenBuf  []byte // reused by Lease to build a batch's tokens
 	tokens    []byte // the block that tokens are copied into (see tokenString)
 	scratch   []*job // reused by Lease to collect a batch
+	fetched   uint64 // the sum of what fetchRecords read, so that its reads are kept
 
 	// ready is closed (and set to nil) when a job becomes queued or a queue
 	// resumes; a blocked Lease makes it. It stays nil while nobody waits,
@@ -114,12 +130,55 @@ type Backend struct {
 	// engines that read only those.
 	cancels eventLog
 
+	// The store's fields are apart from the queues' by a cache line, so
+	// that the two mutexes' holders do not take the line from each other.
+	_ [64]byte
+
+	// smu guards the store of jobs by ID (see the package doc): every field
+	// below, the handle of a live record, and the fields of the records
+	// that wait in archiving.
+	smu     sync.Mutex
+	jobs    jobTable // every job by ID and by handle
+	byID    idIndex  // every job in ID order, for List
+	arch    archive  // the terminal jobs, packed (see archive)
+	unique  map[string]uniqueHold
+	tombs   tombHeap // unique keys of swept jobs still held by UniqueUntil
+	pack    []byte   // reused to pack a job
+	pending []*pendingBatch
+	// archiving holds the jobs that unlock handed over from ended, while
+	// they are archived.
+	archiving []endedJob
+	// swept counts, by queue number and state index, the jobs that Sweep
+	// deleted and that their queue's counts still hold (see Sweep);
+	// sweptAny is set while any does.
+	swept    [][numStates]int
+	sweptAny bool
+
 	// spare holds the cleared records of archived jobs, as *spareRecs
 	// (see recycle); freeing is the batch that recycle fills, and
 	// spareBatches holds empty ones.
 	spare        sync.Pool
 	freeing      *spareRecs
 	spareBatches sync.Pool
+}
+
+// endedJob is a job that became terminal, with the number of its queue, so
+// that archiving it needs nothing that mu guards.
+type endedJob struct {
+	j     *job
+	queue uint32
+}
+
+// pendingBatch is a batch of jobs that Enqueue stored under smu alone and
+// has yet to make due under mu (see Enqueue). A call that holds both
+// mutexes makes them due first (see settle), so that it never meets a
+// stored job without a state.
+type pendingBatch struct {
+	recs []*job
+	now  time.Time
+	// done is set, under mu, once the jobs are due; the next Enqueue reads
+	// it under smu alone to drop the batch from Backend.pending.
+	done atomic.Bool
 }
 
 var (
@@ -160,6 +219,8 @@ func New(opts Options) *Backend {
 func (b *Backend) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.smu.Lock()
+	defer b.smu.Unlock()
 	if b.closed {
 		return nil
 	}
@@ -169,7 +230,7 @@ func (b *Backend) Close() error {
 	b.lastQueue, b.extras = nil, nil
 	b.limits, b.wakes = nil, nil
 	b.byID.chunks, b.arch, b.delayed, b.leased, b.tombs = nil, archive{}, timeHeap{}, timeHeap{}, nil
-	b.ended, b.pack, b.freeing = nil, nil, nil
+	b.ended, b.archiving, b.pending, b.pack, b.freeing, b.swept = nil, nil, nil, nil, nil, nil
 	b.events = eventLog{size: b.events.size}
 	b.cancels = eventLog{size: cancelLogSize}
 	b.types = typeTable{}
@@ -192,7 +253,7 @@ type job struct {
 	// only grows, even when the record is reused (see recycle). The job's
 	// state says which index holds its live entry: queued the ready queue
 	// of its queue, scheduled and retrying delayed, active leased; deferred
-	// has none, and a terminal job is in none until its call archives it.
+	// has none, and a terminal job is in none until it is archived.
 	// A queued job that Lease parked because its limit key was held back
 	// has it in held instead of its ready queue.
 	gen  uint32
@@ -336,40 +397,148 @@ func (b *Backend) makeDelayed(j *job, s backend.State) {
 // archives it when it is done (see unlock): until then it may still release
 // or cancel its dependents.
 func (b *Backend) terminate(j *job, s backend.State, now time.Time, ttl time.Duration) {
-	b.setState(j, s)
+	q := b.setState(j, s)
 	j.FinishedAt = now
 	j.ExpiresAt = now.Add(ttl)
-	b.ended = append(b.ended, j)
+	b.ended = append(b.ended, endedJob{j: j, queue: q.num})
 }
 
-// unlock archives the jobs that ended during the call and releases the
-// mutex. Every call that may end jobs unlocks with it.
+// endedMax is how many ended jobs may wait for smu (see unlock) before a
+// call waits for it to archive them.
+const endedMax = 4096
+
+// unlock releases mu, and archives the jobs that ended if smu is free: it
+// takes smu before it releases mu, so that no call that holds both ever
+// meets them half archived, and archives them under smu alone, while the
+// next call holds mu. When another call holds smu (an archiver, an
+// Enqueue, a Sweep), the jobs wait in ended for the next call, unless more
+// than endedMax wait: a busy backend then waits for its archiver, as it
+// should. Every call that may end jobs unlocks with it.
 func (b *Backend) unlock() {
-	if len(b.ended) > 0 {
-		for i, j := range b.ended {
-			b.archive(j)
-			b.ended[i] = nil
+	if len(b.ended) == 0 {
+		b.mu.Unlock()
+		return
+	}
+	b.dropExtras()
+	if !b.smu.TryLock() {
+		if len(b.ended) < endedMax {
+			b.mu.Unlock()
+			return
 		}
-		b.ended = b.ended[:0]
+		b.smu.Lock()
+	}
+	b.ended, b.archiving = b.archiving[:0], b.ended
+	b.mu.Unlock()
+	b.archiveHanded()
+	b.smu.Unlock()
+}
+
+// lockBoth takes both mutexes, mu first, for the calls that find jobs by ID
+// and look at their state. It settles what calls under one of them left
+// half done: the jobs that ended and wait to be archived are archived, the
+// batches that Enqueue stored but did not make due yet are made due, and
+// the jobs that Sweep deleted are taken off their queues' counts. So every
+// stored job is then archived or live in a state that is not terminal, and
+// the counts are those of the stored jobs.
+func (b *Backend) lockBoth() {
+	b.mu.Lock()
+	b.smu.Lock()
+	if len(b.pending) > 0 {
+		b.settle()
+	}
+	if b.sweptAny {
+		b.takeSwept()
+	}
+	if len(b.ended) > 0 {
+		b.dropExtras()
+		b.ended, b.archiving = b.archiving[:0], b.ended
+		b.archiveHanded()
+	}
+}
+
+// unlockBoth releases what lockBoth took, archiving the jobs that ended
+// meanwhile under smu alone, as unlock does.
+func (b *Backend) unlockBoth() {
+	b.unlockMu()
+	b.smu.Unlock()
+}
+
+// unlockMu releases mu and keeps smu, for a call that took both and goes on
+// under smu alone: the jobs that ended meanwhile are archived as
+// unlockBoth does.
+func (b *Backend) unlockMu() {
+	if len(b.ended) > 0 {
+		b.dropExtras()
+		b.ended, b.archiving = b.archiving[:0], b.ended
 	}
 	b.mu.Unlock()
+	b.archiveHanded()
 }
 
-// archive moves the terminal job j out of the live indexes into b.arch; it
-// keeps its handle.
-func (b *Backend) archive(j *job) {
-	b.pack = pack(b.pack[:0], &j.Job)
+// takeSwept takes the jobs that Sweep deleted off their queues' counts; the
+// caller holds both mutexes.
+func (b *Backend) takeSwept() {
+	for n, c := range b.swept {
+		q := b.queueAt[n]
+		for s := range c {
+			q.counts[s] -= c[s]
+		}
+	}
+	clear(b.swept)
+	b.sweptAny = false
+}
+
+// dropExtras forgets the extras of the ended jobs, which nothing reads once
+// their call is over, so that the archiver needs no map that mu guards.
+func (b *Backend) dropExtras() {
+	if len(b.extras) > 0 {
+		for _, e := range b.ended {
+			delete(b.extras, e.j)
+		}
+	}
+}
+
+// archiveHanded archives the jobs in archiving; the caller holds smu.
+func (b *Backend) archiveHanded() {
+	for i, e := range b.archiving {
+		b.archive(e.j, e.queue)
+		b.archiving[i] = endedJob{}
+	}
+	b.archiving = b.archiving[:0]
+}
+
+// settle makes due the jobs of the batches that Enqueue stored and has not
+// made due yet; the caller holds both mutexes. Their Enqueue then finds
+// its batch done.
+func (b *Backend) settle() {
+	for _, p := range b.pending {
+		if !p.done.Load() {
+			for _, j := range p.recs {
+				b.becomeDue(j, p.now)
+			}
+			p.done.Store(true)
+		}
+	}
+	clear(b.pending)
+	b.pending = b.pending[:0]
+}
+
+// archive moves the terminal job j of queue number queue out of the live
+// indexes into b.arch; it keeps its handle. It runs under smu alone, so it
+// reads nothing that mu guards: the job's record is no longer written once
+// it is in archiving, and its extras are gone.
+func (b *Backend) archive(j *job, queue uint32) {
 	seq := b.arch.expiring.next()
-	b.arch.add(j.hd, b.pack, seq, b.queueOf(j).num, j.State, j.UniqueKey != "")
+	if !b.arch.addJob(j.hd, &j.Job, seq, queue, j.State, j.UniqueKey != "") {
+		b.pack = pack(b.pack[:0], &j.Job)
+		b.arch.add(j.hd, b.pack, seq, queue, j.State, j.UniqueKey != "")
+	}
 	b.arch.expiring.push(nanos(j.ExpiresAt), seq, j.hd)
 	*b.jobs.live.at(j.hd) = nil
 	if j.UniqueKey != "" {
 		if u, ok := b.unique[j.UniqueKey]; ok && u.j == j {
 			b.unique[j.UniqueKey] = uniqueHold{id: j.ID, state: j.State, until: j.UniqueUntil, archived: true}
 		}
-	}
-	if len(b.extras) > 0 {
-		delete(b.extras, j)
 	}
 	if len(j.DependsOn) == 0 {
 		b.recycle(j)
@@ -387,7 +556,7 @@ type spareRecs struct {
 }
 
 // spareTaker hands out the spare records of one Enqueue call, which fills
-// them outside the mutex.
+// them outside the mutexes.
 type spareTaker struct {
 	batch *spareRecs
 	dry   bool // the pool had none: the rest of the call allocates
@@ -430,19 +599,20 @@ func (b *Backend) keepSpare(t *spareTaker) {
 // garbage collection, as sync.Pool does. Stale entries that point to it stay
 // stale, since its gen only grows, and read nothing else; no other pointer
 // to it is left, but in the dependents lists of a child's parents, which is
-// why a job with dependencies is not recycled. It is cleared here, under the
-// mutex, so that a spare record keeps nothing else in memory, and so that
-// Enqueue, which fills it outside the mutex, never writes gen while a stale
-// entry reads it. The pool is the backend's own: a stale entry reads gen
-// under this backend's mutex, which would not order the writes of another
-// backend that took the record. Records go to the pool by batches of
-// spareBatch.
+// why a job with dependencies is not recycled. It is cleared here, so that
+// a spare record keeps nothing else in memory. gen is neither written here
+// (under smu, while stale entries read it under mu) nor by Enqueue, which
+// fills the record outside both mutexes: only the indexes write it, under
+// mu. The pool is the backend's own: a stale entry reads gen under this
+// backend's mutex, which would not order the writes of another backend
+// that took the record. Records go to the pool by batches of spareBatch.
 //
 // gen has 32 bits (see job): a record whose gen passed half its range is
 // left to the garbage collector, so that no gen wraps around to match a
 // stale entry; one job would need 2^31 index moves to get there.
 func (b *Backend) recycle(j *job) {
-	*j = job{gen: j.gen}
+	j.Job = backend.Job{}
+	j.hd = 0 // j.held is nil already: a terminal job is in no index
 	if j.gen >= 1<<31 {
 		return
 	}

@@ -16,8 +16,8 @@ const defaultPageSize = 100
 
 // Job returns a copy of the stored job; see backend.Backend.
 func (b *Backend) Job(ctx context.Context, id string) (*backend.Job, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.lockBoth()
+	defer b.unlockBoth()
 	if b.closed {
 		return nil, errClosed
 	}
@@ -39,8 +39,8 @@ func (b *Backend) List(ctx context.Context, f backend.ListFilter) (backend.Page,
 	if limit <= 0 {
 		limit = defaultPageSize
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.lockBoth()
+	defer b.unlockBoth()
 	if b.closed {
 		return backend.Page{}, errClosed
 	}
@@ -78,8 +78,8 @@ func (b *Backend) List(ctx context.Context, f backend.ListFilter) (backend.Page,
 // Stats counts jobs per queue and state; see backend.Backend. Every state has
 // an entry, zero or not, so that a dashboard can show each column.
 func (b *Backend) Stats(ctx context.Context) ([]backend.QueueStats, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.lockBoth() // for the counts of the jobs that Sweep deleted (see Sweep)
+	defer b.unlockBoth()
 	if b.closed {
 		return nil, errClosed
 	}

@@ -21,7 +21,7 @@ type jobTable struct {
 
 // hash returns the hash of a job ID that the ID table is keyed by. Its seed
 // is set by New and never changes (Close keeps it), so that Enqueue hashes
-// a batch's IDs before it takes the mutex.
+// a batch's IDs before it takes a mutex.
 func (b *Backend) hash(id string) uint64 { return maphash.String(b.idSeed, id) }
 
 // idOf returns the ID of the job with handle hd; for an archived job it is a
@@ -62,8 +62,10 @@ func (b *Backend) stateOf(id string) (backend.State, bool) {
 
 // store gives the new job j, whose ID no stored job has and hashes to h, a
 // handle. The ID table would hold a second entry for an ID already stored,
-// so Enqueue refuses duplicates before it stores.
-func (b *Backend) store(j *job, h uint64) {
+// so Enqueue refuses duplicates before it stores. above says that j's ID is
+// above every stored one, as enqueuePlain checked, so that it goes last in
+// the ID index without a comparison.
+func (b *Backend) store(j *job, h uint64, above bool) {
 	t := &b.jobs
 	if n := len(t.free); n > 0 {
 		j.hd = t.free[n-1]
@@ -74,7 +76,11 @@ func (b *Backend) store(j *job, h uint64) {
 	}
 	*t.live.at(j.hd) = j
 	t.ids.insert(h, j.hd)
-	b.byID.insert(j.hd)
+	if above {
+		b.byID.push(j.hd)
+	} else {
+		b.byID.insert(j.hd)
+	}
 }
 
 // forget frees the handle of the archived job hd, whose ID hashes to h,
@@ -115,7 +121,7 @@ const prefetchMinSlots = 1 << 16
 // hashes will go, for Enqueue to call before it stores them, as
 // prefetchArchived does for Sweep: in a large table each slot is a cache
 // miss that store would wait for. It reads the table, so it is called
-// under b.mu, as store is.
+// under smu, as store is.
 func (b *Backend) prefetchNew(hashes []uint64) {
 	if len(b.jobs.ids.slots) >= prefetchMinSlots {
 		b.jobs.ids.prefetch(hashes)
