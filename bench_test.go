@@ -56,7 +56,7 @@ func endToEnd(b *testing.B, newBackend func() backend.Backend, concurrency int) 
 		b.Fatal(err)
 	}
 	defer e.Close()
-	all, stop := runCounting(e, b.N)
+	_, all, stop := runCounting(e, b.N, nil)
 	defer stop()
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -77,20 +77,26 @@ func endToEnd(b *testing.B, newBackend func() backend.Backend, concurrency int) 
 }
 
 // runCounting registers a no-op handler of type "noop" that closes all
-// once it ran n times, and runs e until stop is called.
-func runCounting(e *Engine, n int) (all <-chan struct{}, stop func()) {
-	var done atomic.Int64
+// once it ran n times, and runs e until stop is called; done counts the
+// jobs run so far. ran, if not nil, is called after each job with that
+// count.
+func runCounting(e *Engine, n int, ran func(done int64)) (done *atomic.Int64, all <-chan struct{}, stop func()) {
+	done = new(atomic.Int64)
 	allDone := make(chan struct{})
 	e.HandleFunc("noop", func(ctx context.Context, job *Job) error {
-		if done.Add(1) == int64(n) {
+		d := done.Add(1)
+		if d == int64(n) {
 			close(allDone)
+		}
+		if ran != nil {
+			ran(d)
 		}
 		return nil
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	runDone := make(chan error)
 	go func() { runDone <- e.Run(ctx) }()
-	return allDone, func() { cancel(); <-runDone }
+	return done, allDone, func() { cancel(); <-runDone }
 }
 
 func newMemory() backend.Backend { return memory.New(memory.Options{}) }
@@ -115,27 +121,17 @@ func BenchmarkSteadyMemory(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer e.Close()
-	var done atomic.Int64
-	allDone := make(chan struct{})
 	room := make(chan struct{}, 1) // a signal every 512 completions
-	n := int64(b.N)
-	e.HandleFunc("noop", func(ctx context.Context, job *Job) error {
-		d := done.Add(1)
-		if d == n {
-			close(allDone)
-		}
+	done, allDone, stop := runCounting(e, b.N, func(d int64) {
 		if d%512 == 0 {
 			select {
 			case room <- struct{}{}:
 			default:
 			}
 		}
-		return nil
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	runDone := make(chan error)
-	go func() { runDone <- e.Run(ctx) }()
-	defer func() { cancel(); <-runDone }()
+	defer stop()
+	ctx := context.Background()
 	const batch = 512
 	specs := make([]JobSpec, batch)
 	for i := range specs {
@@ -235,7 +231,7 @@ func BenchmarkLimitCost(b *testing.B) {
 			}
 			defer e.Close()
 			e.HandleFunc("llm", func(ctx context.Context, job *Job) error { return nil }, LimitKey("llm"))
-			all, stop := runCounting(e, b.N)
+			_, all, stop := runCounting(e, b.N, nil)
 			defer stop()
 			ctx := context.Background()
 			b.ResetTimer()

@@ -419,7 +419,6 @@ func (b *Backend) unlock() {
 		b.mu.Unlock()
 		return
 	}
-	b.dropExtras()
 	if !b.smu.TryLock() {
 		if len(b.ended) < endedMax {
 			b.mu.Unlock()
@@ -427,7 +426,7 @@ func (b *Backend) unlock() {
 		}
 		b.smu.Lock()
 	}
-	b.ended, b.archiving = b.archiving[:0], b.ended
+	b.handOver()
 	b.mu.Unlock()
 	b.archiveHanded()
 	b.smu.Unlock()
@@ -449,11 +448,8 @@ func (b *Backend) lockBoth() {
 	if b.sweptAny {
 		b.takeSwept()
 	}
-	if len(b.ended) > 0 {
-		b.dropExtras()
-		b.ended, b.archiving = b.archiving[:0], b.ended
-		b.archiveHanded()
-	}
+	b.handOver()
+	b.archiveHanded()
 }
 
 // unlockBoth releases what lockBoth took, archiving the jobs that ended
@@ -467,10 +463,7 @@ func (b *Backend) unlockBoth() {
 // under smu alone: the jobs that ended meanwhile are archived as
 // unlockBoth does.
 func (b *Backend) unlockMu() {
-	if len(b.ended) > 0 {
-		b.dropExtras()
-		b.ended, b.archiving = b.archiving[:0], b.ended
-	}
+	b.handOver()
 	b.mu.Unlock()
 	b.archiveHanded()
 }
@@ -488,14 +481,19 @@ func (b *Backend) takeSwept() {
 	b.sweptAny = false
 }
 
-// dropExtras forgets the extras of the ended jobs, which nothing reads once
-// their call is over, so that the archiver needs no map that mu guards.
-func (b *Backend) dropExtras() {
+// handOver moves the jobs in ended to archiving, for archiveHanded; the
+// caller holds both mutexes. Their extras go first: nothing reads them once
+// their call is over, and the archiver needs no map that mu guards.
+func (b *Backend) handOver() {
+	if len(b.ended) == 0 {
+		return
+	}
 	if len(b.extras) > 0 {
 		for _, e := range b.ended {
 			delete(b.extras, e.j)
 		}
 	}
+	b.ended, b.archiving = b.archiving[:0], b.ended
 }
 
 // archiveHanded archives the jobs in archiving; the caller holds smu.

@@ -105,13 +105,8 @@ var digit = func() (d [256]byte) {
 }()
 
 func format(ms, hi, lo uint64) string {
-	return string(appendID(make([]byte, 0, 26), ms, hi, lo))
-}
-
-// appendID appends the 26 characters of an ID to dst.
-func appendID(dst []byte, ms, hi, lo uint64) []byte {
 	b := encode(ms, hi, lo)
-	return append(dst, b[:]...)
+	return string(b[:])
 }
 
 // encode returns the characters of an ID.
