@@ -62,7 +62,7 @@ func (j *Job) Progress(ctx context.Context, percent int, message string) error {
 	}
 	percent = min(max(percent, 0), 100)
 	e := j.run.engine
-	err := e.backend.Progress(ctx, e.clock.Now(), j.run.lease, percent, message)
+	err := e.backend.Progress(ctx, e.clock.Now(), j.run.leaseRef(), percent, message)
 	switch {
 	case errors.Is(err, backend.ErrCancelRequested):
 		j.run.cancel(errCanceledByUser)

@@ -101,7 +101,7 @@ func (e *Engine) throttle(r *run, err error) (backend.Ack, bool) {
 	if !errors.As(err, &rl) {
 		return backend.Ack{}, false
 	}
-	return backend.Ack{Lease: r.lease, Outcome: backend.OutcomeThrottled, Error: rl.Error(),
+	return backend.Ack{Lease: r.leaseRef(), Outcome: backend.OutcomeThrottled, Error: rl.Error(),
 		RetryAt: e.clock.Now().Add(rl.after)}, true
 }
 

@@ -44,25 +44,27 @@ const (
 
 // run is one attempt of one job in this process. It holds the handler's
 // context and Job view by value, so that an attempt costs no allocation of
-// its own (the runs of one Lease call share one, see pool.start), and
-// copies what it needs of its lease, which the dispatcher hands back to
-// the backend for reuse (see backend.LeaseRequest.Reuse).
+// its own (runs are carved from a chunk, see pool.start), and copies what
+// it needs of its lease, which the dispatcher hands back to the backend
+// for reuse (see backend.LeaseRequest.Reuse). A handler may keep its Job
+// and context after it returned, so a run is never reused; every byte of
+// it is allocated once per job, hence the compact fields.
 type run struct {
-	engine   *Engine
-	pool     *pool // nil for runs of Drain, which acknowledge in place
-	lease    backend.LeaseRef
-	failures int // the job's failed attempts before this one
-	ctx      runContext
-	view     Job // what the handler sees
+	engine *Engine
+	pool   *pool  // nil for runs of Drain, which acknowledge in place
+	token  string // the lease's token; its job ID is view.ID, which handlers only read (see leaseRef)
+	ctx    runContext
+	view   Job // what the handler sees
 	// The job's timeout ends the run: through the pool's deadline heap
 	// (heapIndex is its place there, -1 outside it), or for a run of Drain
 	// through a timer that Drain keeps.
 	timeout   time.Duration
 	cause     atomic.Pointer[error] // why the run's context ended
+	result    []byte
 	state     atomic.Int32
 	heapIndex int32
 	slot      int32 // its place in the engine's runTable, -1 outside it
-	result    []byte
+	failures  int32 // the job's failed attempts before this one
 }
 
 // newRun prepares one attempt that starts at now: a context whose deadline
@@ -81,7 +83,7 @@ func (e *Engine) initRun(r *run, base context.Context, l *backend.Lease, p *pool
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	r.engine, r.pool, r.lease, r.failures, r.timeout = e, p, l.Ref(), j.Failures, timeout
+	r.engine, r.pool, r.token, r.failures, r.timeout = e, p, j.LeaseToken, int32(j.Failures), timeout
 	r.heapIndex, r.slot = -1, -1
 	r.ctx.parent = base
 	r.ctx.deadline = now.Add(timeout)
@@ -90,6 +92,11 @@ func (e *Engine) initRun(r *run, base context.Context, l *backend.Lease, p *pool
 		Payload: j.Payload, Meta: j.Meta, Priority: j.Priority,
 		MaxRetries: j.MaxRetries, CreatedAt: j.CreatedAt, StartedAt: j.StartedAt, run: r,
 	}
+}
+
+// leaseRef names the run's lease.
+func (r *run) leaseRef() backend.LeaseRef {
+	return backend.LeaseRef{JobID: r.view.ID, Token: r.token}
 }
 
 // began is when the run started.
@@ -105,11 +112,11 @@ func (r *run) timedOut() { r.cancel(&timeoutError{timeout: r.timeout}) }
 // the outcome itself before it returns.
 func (r *run) cancel(cause error) {
 	r.cause.CompareAndSwap(nil, &cause)
-	err := context.Canceled
+	end := endedCanceled
 	if errors.Is(cause, context.DeadlineExceeded) {
-		err = context.DeadlineExceeded
+		end = endedDeadline
 	}
-	if r.ctx.cancel(err) && r.pool != nil && r.state.Load() == runOpen {
+	if r.ctx.cancel(end) && r.pool != nil && r.state.Load() == runOpen {
 		go r.engine.watchdog(r)
 	}
 }
@@ -118,7 +125,7 @@ func (r *run) cancel(cause error) {
 // outcome is claimed, so that contexts a handler derived are released.
 func (r *run) release() {
 	r.stopTimer()
-	r.ctx.cancel(context.Canceled)
+	r.ctx.cancel(endedCanceled)
 }
 
 // stopTimer takes the run out of the pool's deadlines. A run of Drain has
@@ -224,7 +231,16 @@ type pool struct {
 	// stopping is set at shutdown: leased jobs not yet started go straight
 	// back to their queue.
 	stopping atomic.Bool
+	// fresh are runs not yet used, the rest of the dispatcher's last
+	// chunk (see start).
+	fresh []run
 }
+
+// runChunk is how many runs the dispatcher allocates at a time: one
+// allocation for many jobs, where one per run, or per Lease call, costs
+// the malloc and the slack of its size class each time. A handler that
+// keeps its Job keeps the whole chunk (10 KiB) in memory.
+const runChunk = 32
 
 func newPool(e *Engine) *pool {
 	n := e.cfg.concurrency
@@ -359,11 +375,15 @@ func (p *pool) dispatch(ctx context.Context) {
 func (p *pool) start(leases []*backend.Lease, runs []*run) []*run {
 	e := p.e
 	now := time.Now()
-	// One allocation for the batch: a run is ~350 bytes, and its
-	// allocation was most of what starting one cost.
-	batch := make([]run, len(leases))
-	for i, l := range leases {
-		r := &batch[i]
+	for _, l := range leases {
+		if len(p.fresh) == 0 {
+			// Grow rounds the chunk up to its allocation's size class,
+			// so that no byte of it is left unused.
+			p.fresh = slices.Grow([]run(nil), runChunk)
+			p.fresh = p.fresh[:cap(p.fresh)]
+		}
+		r := &p.fresh[0]
+		p.fresh = p.fresh[1:]
 		e.initRun(r, context.Background(), l, p, now)
 		runs = append(runs, r)
 	}
@@ -400,7 +420,7 @@ func (p *pool) worker() {
 		if p.stopping.Load() {
 			r.state.Store(runClaimedByWorker)
 			r.release()
-			p.e.sendAck(r, backend.Ack{Lease: r.lease, Outcome: backend.OutcomeReleased})
+			p.e.sendAck(r, backend.Ack{Lease: r.leaseRef(), Outcome: backend.OutcomeReleased})
 			p.queue.search()
 			continue
 		}
@@ -525,7 +545,7 @@ func (e *Engine) finish(runs []*run, acks []backend.Ack) {
 	e.runs.remove(runs...)
 	for i, r := range runs {
 		if i < len(errs) && errs[i] != nil {
-			e.log.Warn("jobrelay: job outcome dropped", "job_id", r.lease.JobID, "outcome", acks[i].Outcome, "err", errs[i])
+			e.log.Warn("jobrelay: job outcome dropped", "job_id", r.view.ID, "outcome", acks[i].Outcome, "err", errs[i])
 		}
 		if acks[i].Outcome == backend.OutcomeRetry || acks[i].Outcome == backend.OutcomeThrottled {
 			promote = true
@@ -603,7 +623,7 @@ func (e *Engine) callHandler(r *run) (err error) {
 // decide turns how an attempt ended into an acknowledgement; ok is false when
 // nothing is to be acknowledged (the lease was lost).
 func (e *Engine) decide(r *run, err error) (backend.Ack, bool) {
-	ack := backend.Ack{Lease: r.lease}
+	ack := backend.Ack{Lease: r.leaseRef()}
 	if err == nil && r.cause.Load() == nil {
 		// The common case: nothing ended the run before its handler
 		// returned nil, so none of the causes below apply.
@@ -634,7 +654,7 @@ func (e *Engine) decide(r *run, err error) (backend.Ack, bool) {
 		err = timeout
 	}
 	ack.Error = err.Error()
-	failures := r.failures
+	failures := int(r.failures)
 	var skip *skipRetryError
 	if errors.As(err, &skip) || failures >= r.view.MaxRetries {
 		ack.Outcome = backend.OutcomeFailed
@@ -674,7 +694,7 @@ func (e *Engine) heartbeat(ctx context.Context, info backend.WorkerInfo) {
 		runs := e.runs.appendAll(nil)
 		refs := make([]backend.LeaseRef, len(runs))
 		for i, r := range runs {
-			refs[i] = r.lease
+			refs[i] = r.leaseRef()
 		}
 		if len(refs) == 0 {
 			continue

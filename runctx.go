@@ -16,10 +16,32 @@ type runContext struct {
 	parent   context.Context // for values only
 	deadline time.Time
 
-	mu     sync.Mutex
 	done   chan struct{} // made on first use: most handlers never ask
-	err    error
 	afters map[*afterFunc]struct{}
+	mu     sync.Mutex
+	// end is why the context ended, as a byte rather than an error: the
+	// only reasons are context.Canceled and context.DeadlineExceeded, and
+	// the eight bytes saved are eight bytes less on every job.
+	end ending
+}
+
+// ending is why a runContext ended.
+type ending uint8
+
+const (
+	notEnded ending = iota
+	endedCanceled
+	endedDeadline
+)
+
+func (end ending) err() error {
+	switch end {
+	case endedCanceled:
+		return context.Canceled
+	case endedDeadline:
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 type afterFunc struct{ f func() }
@@ -34,7 +56,7 @@ func (c *runContext) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.done == nil {
-		if c.err != nil {
+		if c.end != notEnded {
 			return closedDone
 		}
 		c.done = make(chan struct{})
@@ -45,7 +67,7 @@ func (c *runContext) Done() <-chan struct{} {
 func (c *runContext) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.err
+	return c.end.err()
 }
 
 func (c *runContext) Value(key any) any { return c.parent.Value(key) }
@@ -55,7 +77,7 @@ func (c *runContext) Value(key any) any { return c.parent.Value(key) }
 func (c *runContext) AfterFunc(f func()) (stop func() bool) {
 	a := &afterFunc{f: f}
 	c.mu.Lock()
-	if c.err != nil {
+	if c.end != notEnded {
 		c.mu.Unlock()
 		go f()
 		return func() bool { return false }
@@ -76,14 +98,15 @@ func (c *runContext) AfterFunc(f func()) (stop func() bool) {
 	}
 }
 
-// cancel ends the context with err and reports whether this call ended it.
-func (c *runContext) cancel(err error) bool {
+// cancel ends the context for the given reason (endedCanceled or
+// endedDeadline) and reports whether this call ended it.
+func (c *runContext) cancel(end ending) bool {
 	c.mu.Lock()
-	if c.err != nil {
+	if c.end != notEnded {
 		c.mu.Unlock()
 		return false
 	}
-	c.err = err
+	c.end = end
 	if c.done != nil {
 		close(c.done)
 	}

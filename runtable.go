@@ -75,7 +75,7 @@ func (t *runTable) appendAll(runs []*run) []*run {
 func (t *runTable) find(id string, runs []*run) []*run {
 	t.mu.Lock()
 	for _, r := range t.slots {
-		if r != nil && r.lease.JobID == id {
+		if r != nil && r.view.ID == id {
 			runs = append(runs, r)
 		}
 	}

@@ -2,8 +2,6 @@ package engine
 
 import (
 	"testing"
-
-	"github.com/jobrelay/engine/backend"
 )
 
 // The table finds every run it holds, by job ID too, reuses the slots of
@@ -12,7 +10,7 @@ import (
 func TestRunTableHoldsFindsAndReusesSlots(t *testing.T) {
 	var table runTable
 	newRun := func(id string) *run {
-		return &run{lease: backend.LeaseRef{JobID: id}, slot: -1, heapIndex: -1}
+		return &run{view: Job{ID: id}, slot: -1, heapIndex: -1}
 	}
 	a, b, c := newRun("a"), newRun("b"), newRun("c")
 	table.add(a, b, c)
