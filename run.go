@@ -51,8 +51,8 @@ const (
 // it is allocated once per job, hence the compact fields.
 type run struct {
 	engine *Engine
-	pool   *pool  // nil for runs of Drain, which acknowledge in place
-	token  string // the lease's token; its job ID is view.ID, which handlers only read (see leaseRef)
+	pool   *pool // nil for runs of Drain, which acknowledge in place
+	lease  backend.LeaseRef
 	ctx    runContext
 	view   Job // what the handler sees
 	// The job's timeout ends the run: through the pool's deadline heap
@@ -83,7 +83,7 @@ func (e *Engine) initRun(r *run, base context.Context, l *backend.Lease, p *pool
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	r.engine, r.pool, r.token, r.failures, r.timeout = e, p, j.LeaseToken, int32(j.Failures), timeout
+	r.engine, r.pool, r.lease, r.failures, r.timeout = e, p, l.Ref(), int32(j.Failures), timeout
 	r.heapIndex, r.slot = -1, -1
 	r.ctx.parent = base
 	r.ctx.deadline = now.Add(timeout)
@@ -94,10 +94,9 @@ func (e *Engine) initRun(r *run, base context.Context, l *backend.Lease, p *pool
 	}
 }
 
-// leaseRef names the run's lease.
-func (r *run) leaseRef() backend.LeaseRef {
-	return backend.LeaseRef{JobID: r.view.ID, Token: r.token}
-}
+// leaseRef names the run's lease. It is a copy of the lease's own, not
+// rebuilt from the Job view, which a handler could change.
+func (r *run) leaseRef() backend.LeaseRef { return r.lease }
 
 // began is when the run started.
 func (r *run) began() time.Time { return r.ctx.deadline.Add(-r.timeout) }
@@ -239,7 +238,7 @@ type pool struct {
 // runChunk is how many runs the dispatcher allocates at a time: one
 // allocation for many jobs, where one per run, or per Lease call, costs
 // the malloc and the slack of its size class each time. A handler that
-// keeps its Job keeps the whole chunk (10 KiB) in memory.
+// keeps its Job keeps the whole chunk (about 12 KiB) in memory.
 const runChunk = 32
 
 func newPool(e *Engine) *pool {
