@@ -39,6 +39,10 @@ type record struct {
 	queue  uint32 // queue.num
 	st     uint8  // stateIndex of the job's state
 	unique bool   // the job has a UniqueKey
+	// packed marks a queued job that Enqueue packed and that is not live
+	// yet: slab is then its block's number in Backend.blocks and off its
+	// offset there (see queuedBlock); the other fields are unset.
+	packed bool
 }
 
 // state returns the archived job's state.

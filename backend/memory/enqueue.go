@@ -11,12 +11,33 @@ import (
 	"github.com/jobrelay/engine/backend"
 )
 
-// Enqueue stores a batch of new jobs; see backend.Backend. The records are
-// built (and payloads copied) before either mutex is taken. A batch of
-// plain jobs, as the engine makes them, is stored under smu alone and made
-// due under mu alone (see enqueuePlain); any other takes both.
+// Enqueue stores a batch of new jobs; see backend.Backend. The jobs are
+// packed, or their records built, and payloads copied, before either mutex
+// is taken. A batch of plain jobs, as the engine makes them, is stored
+// under smu alone and made due under mu alone (see enqueuePacked and
+// enqueuePlain); any other takes both.
 func (b *Backend) Enqueue(ctx context.Context, now time.Time, jobs []backend.NewJob) ([]backend.EnqueueResult, error) {
 	now = stamp(now)
+	results := make([]backend.EnqueueResult, len(jobs))
+	// The IDs are hashed here, once, outside the mutexes (see hash); the
+	// read-ahead and store both use the hashes.
+	var few [8]uint64
+	hashes := few[:0]
+	if len(jobs) > len(few) {
+		hashes = make([]uint64, 0, len(jobs))
+	}
+	for i := range jobs {
+		hashes = append(hashes, b.hash(jobs[i].ID))
+	}
+	if len(jobs) > 0 && packable(jobs, now) {
+		if done, err := b.enqueuePacked(now, jobs, hashes, results); done {
+			if err != nil {
+				return nil, err
+			}
+			return results, nil
+		}
+	}
+
 	recs := make([]*job, len(jobs))
 	var arena []byte
 	var spare spareTaker
@@ -25,18 +46,6 @@ func (b *Backend) Enqueue(ctx context.Context, now time.Time, jobs []backend.New
 		recs[i].Payload = copyPayload(&arena, jobs[i].Payload, len(jobs))
 	}
 	b.keepSpare(&spare)
-	results := make([]backend.EnqueueResult, len(jobs))
-	// The IDs are hashed here, once, outside the mutexes (see hash); the
-	// read-ahead and store both use the hashes.
-	var few [8]uint64
-	hashes := few[:0]
-	if len(recs) > len(few) {
-		hashes = make([]uint64, 0, len(recs))
-	}
-	for _, j := range recs {
-		hashes = append(hashes, b.hash(j.ID))
-	}
-
 	if plain(recs) {
 		if done, err := b.enqueuePlain(now, recs, hashes, results); done {
 			if err != nil {
@@ -111,6 +120,47 @@ func (b *Backend) enqueuePlain(now time.Time, recs []*job, hashes []uint64, resu
 	if !p.done.Load() {
 		for _, j := range recs {
 			b.becomeDue(j, now)
+		}
+		p.done.Store(true)
+	}
+	b.unlock() // archives what earlier calls left in ended
+	return true, nil
+}
+
+// enqueuePacked stores the packable batch jobs (see packable), whose IDs
+// hash to hashes, as packed jobs (see queuedBlock), and fills results; it
+// returns false, having done nothing, when a stored ID may equal one of the
+// batch's. It goes as enqueuePlain does: smu alone to store, then mu alone
+// to queue.
+func (b *Backend) enqueuePacked(now time.Time, jobs []backend.NewJob, hashes []uint64, results []backend.EnqueueResult) (bool, error) {
+	refs := packJobs(jobs, now)
+	for i := range jobs {
+		results[i] = backend.EnqueueResult{ID: jobs[i].ID, State: backend.StateQueued}
+	}
+	b.smu.Lock()
+	if b.closed {
+		b.smu.Unlock()
+		return true, errClosed
+	}
+	if b.byID.mayHold(jobs[0].ID) {
+		b.smu.Unlock()
+		return false, nil
+	}
+	p := &pendingBatch{packed: refs, now: now}
+	b.pending = slices.DeleteFunc(b.pending, func(p *pendingBatch) bool { return p.done.Load() })
+	b.pending = append(b.pending, p)
+	b.prefetchNew(hashes)
+	b.storePacked(refs, hashes)
+	b.smu.Unlock()
+
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return true, errClosed
+	}
+	if !p.done.Load() {
+		for i := range refs {
+			b.becomeDuePacked(&refs[i], now)
 		}
 		p.done.Store(true)
 	}

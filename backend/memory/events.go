@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/bits"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jobrelay/engine/backend"
@@ -149,12 +150,27 @@ func (t *typeTable) num(name string) uint32 {
 		if t.nums == nil {
 			t.names, t.nums = []string{""}, make(map[string]uint32)
 		}
+		// The name may be a view of a packed job (see queuedBlock): the
+		// table keeps a copy.
 		n = uint32(len(t.names))
-		t.names = append(t.names, name)
-		t.nums[name] = n
+		t.names = append(t.names, strings.Clone(name))
+		t.nums[t.names[n]] = n
 	}
-	t.last, t.lastNum = name, n
+	t.last, t.lastNum = t.names[n], n
 	return n
+}
+
+// canonical returns the table's copy of type name, numbering it on first
+// use, or a copy of name once the table is full: never name itself, which
+// may be a view.
+func (t *typeTable) canonical(name string) string {
+	if name == "" {
+		return ""
+	}
+	if n := t.num(name); n != noType {
+		return t.names[n]
+	}
+	return strings.Clone(name)
 }
 
 // details holds the fields of an event that only some kinds carry.

@@ -287,7 +287,7 @@ func (b *Backend) keyLimitLocked(key string) *keyLimit {
 func (b *Backend) nextJob(q *queue, at int64) *job {
 	for {
 		if len(q.open) == 0 {
-			j, place := q.ready.pop()
+			j, place := b.popReady(q)
 			if j == nil || j.LimitKey == "" || b.admit(q, j, place, at) {
 				return j
 			}
@@ -299,8 +299,8 @@ func (b *Backend) nextJob(q *queue, at int64) *job {
 			heap.Fix(&q.open, 0)
 			continue
 		}
-		if e := q.ready.peek(); e != nil && p.ahead(e.j.Priority, e.key) {
-			j, place := q.ready.pop()
+		if e, prio := q.ready.peek(); e != nil && p.ahead(prio, e.key) {
+			j, place := b.popReady(q)
 			if j.LimitKey == "" || b.admit(q, j, place, at) {
 				return j
 			}

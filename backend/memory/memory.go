@@ -19,8 +19,10 @@
 // FailureTTL (24 h by default) and so most of the store, is packed into
 // byte slabs that the structures reach only by handle (archive.go): the
 // garbage collector does not scan what holds no pointers, so millions of
-// finished jobs cost it nothing. The record of an archived job is reused
-// by a later Enqueue.
+// finished jobs cost it nothing. A backlog of queued jobs is packed too,
+// by Enqueue, and gets its records one job at a time as Lease takes them
+// (queued.go), so that only the jobs in flight have records. The record of
+// an archived job is reused by a later Lease or Enqueue.
 //
 // The store of jobs by ID (the ID table, the ID index, the archive, unique
 // keys) has a mutex of its own, smu, so that archiving the jobs one call
@@ -29,12 +31,14 @@
 // Promote find their jobs by queue or by token and take mu alone; a call
 // that ends jobs hands them to smu before it releases mu, and archives them
 // under smu alone (see unlock): nothing under mu touches a terminal job's
-// record but its gen, which archiving leaves alone. Enqueue of plain jobs
-// stores them under smu alone and then makes them due under mu alone (see
-// enqueuePlain). Job, List, Stats, Cancel, Requeue, Sweep, Close and other
-// Enqueues take both, mu first, and first finish what those left half done
-// (see lockBoth): so they never meet a job that is stored without a state,
-// or terminal and not archived. Sweep then deletes under smu alone, and
+// record but its gen, which archiving leaves alone. Lease hands over the
+// records it made of packed jobs the same way, for smu to adopt. Enqueue
+// of plain jobs stores them under smu alone and then makes them due under
+// mu alone (see enqueuePacked, enqueuePlain). Job, List, Stats, Cancel,
+// Requeue, Sweep, Close and other Enqueues take both, mu first, and first
+// finish what those left half done (see lockBoth): so they never meet a
+// job that is stored without a state, terminal and not archived, or
+// leased and not adopted. Sweep then deletes under smu alone, and
 // leaves the counts of the deleted jobs for the next call that holds both
 // to take off. No call takes mu while it holds smu.
 package memory
@@ -48,6 +52,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,8 +101,12 @@ type Backend struct {
 	// extras holds the jobExtra of the live jobs that have one.
 	extras map[*job]*jobExtra
 	// ended holds the jobs that became terminal and wait to be archived
-	// (see unlock).
+	// (see unlock), and fresh the records that Lease made of packed jobs,
+	// which wait to be adopted (see adopt).
 	ended []endedJob
+	fresh []*job
+	// leaseSpare holds the spare records that Lease fills (see freshRecord).
+	leaseSpare spareTaker
 
 	// limits holds the limit keys in use (see keyLimit); wakes those that a
 	// rate window or a throttle holds back, by when it ends. promotedAt is
@@ -145,9 +154,15 @@ type Backend struct {
 	tombs   tombHeap // unique keys of swept jobs still held by UniqueUntil
 	pack    []byte   // reused to pack a job
 	pending []*pendingBatch
-	// archiving holds the jobs that unlock handed over from ended, while
-	// they are archived.
+	// archiving and adopting hold the jobs that unlock handed over from
+	// ended and fresh, while they are archived and adopted.
 	archiving []endedJob
+	adopting  []*job
+	// blocks holds the blocks of packed queued jobs by number, while any of
+	// their jobs is packed (see queuedBlock); freeBlocks lists the numbers
+	// free for reuse.
+	blocks     []*queuedBlock
+	freeBlocks []uint32
 	// swept counts, by queue number and state index, the jobs that Sweep
 	// deleted and that their queue's counts still hold (see Sweep);
 	// sweptAny is set while any does.
@@ -174,8 +189,9 @@ type endedJob struct {
 // mutexes makes them due first (see settle), so that it never meets a
 // stored job without a state.
 type pendingBatch struct {
-	recs []*job
-	now  time.Time
+	recs   []*job
+	packed []packedRef // or the batch's jobs were packed
+	now    time.Time
 	// done is set, under mu, once the jobs are due; the next Enqueue reads
 	// it under smu alone to drop the batch from Backend.pending.
 	done atomic.Bool
@@ -231,6 +247,7 @@ func (b *Backend) Close() error {
 	b.limits, b.wakes = nil, nil
 	b.byID.chunks, b.arch, b.delayed, b.leased, b.tombs = nil, archive{}, timeHeap{}, timeHeap{}, nil
 	b.ended, b.archiving, b.pending, b.pack, b.freeing, b.swept = nil, nil, nil, nil, nil, nil
+	b.fresh, b.adopting, b.blocks, b.freeBlocks, b.leaseSpare = nil, nil, nil, nil, spareTaker{}
 	b.events = eventLog{size: b.events.size}
 	b.cancels = eventLog{size: cancelLogSize}
 	b.types = typeTable{}
@@ -242,8 +259,9 @@ func (b *Backend) Close() error {
 // fields plus the indexes' bookkeeping.
 //
 // It is 512 bytes, no more: the garbage collector marks objects up to that
-// size span by span, several times faster than larger ones, and a backlog
-// of queued jobs is millions of records. So a record does not point to its
+// size span by span, several times faster than larger ones, and a store
+// can hold millions of records (delayed, deferred or limited jobs, and
+// queued ones that Enqueue could not pack, see queuedBlock). So a record does not point to its
 // queue (see queueOf), its lease slot is read from its token (see
 // tokenSlot), and what few jobs need is kept beside it (see jobExtra).
 type job struct {
@@ -353,8 +371,9 @@ func (b *Backend) queueLocked(name string) *queue {
 	}
 	q := b.queues[name]
 	if q == nil {
-		q = &queue{name: name, num: uint32(len(b.queueAt))}
-		b.queues[name] = q
+		// The name may be a view of a packed job (see queuedBlock).
+		q = &queue{name: strings.Clone(name), num: uint32(len(b.queueAt))}
+		b.queues[q.name] = q
 		b.queueAt = append(b.queueAt, q)
 	}
 	b.lastQueue = q
@@ -415,12 +434,12 @@ const endedMax = 4096
 // than endedMax wait: a busy backend then waits for its archiver, as it
 // should. Every call that may end jobs unlocks with it.
 func (b *Backend) unlock() {
-	if len(b.ended) == 0 {
+	if len(b.ended) == 0 && len(b.fresh) == 0 {
 		b.mu.Unlock()
 		return
 	}
 	if !b.smu.TryLock() {
-		if len(b.ended) < endedMax {
+		if len(b.ended)+len(b.fresh) < endedMax {
 			b.mu.Unlock()
 			return
 		}
@@ -481,10 +500,14 @@ func (b *Backend) takeSwept() {
 	b.sweptAny = false
 }
 
-// handOver moves the jobs in ended to archiving, for archiveHanded; the
-// caller holds both mutexes. Their extras go first: nothing reads them once
-// their call is over, and the archiver needs no map that mu guards.
+// handOver moves the jobs in ended to archiving and those in fresh to
+// adopting, for archiveHanded; the caller holds both mutexes. Their extras
+// go first: nothing reads them once their call is over, and the archiver
+// needs no map that mu guards.
 func (b *Backend) handOver() {
+	if len(b.fresh) > 0 {
+		b.fresh, b.adopting = b.adopting[:0], b.fresh
+	}
 	if len(b.ended) == 0 {
 		return
 	}
@@ -496,8 +519,14 @@ func (b *Backend) handOver() {
 	b.ended, b.archiving = b.archiving[:0], b.ended
 }
 
-// archiveHanded archives the jobs in archiving; the caller holds smu.
+// archiveHanded adopts the records in adopting, then archives the jobs in
+// archiving, some of which may be among them; the caller holds smu.
 func (b *Backend) archiveHanded() {
+	for i, j := range b.adopting {
+		b.adopt(j)
+		b.adopting[i] = nil
+	}
+	b.adopting = b.adopting[:0]
 	for i, e := range b.archiving {
 		b.archive(e.j, e.queue)
 		b.archiving[i] = endedJob{}
@@ -513,6 +542,9 @@ func (b *Backend) settle() {
 		if !p.done.Load() {
 			for _, j := range p.recs {
 				b.becomeDue(j, p.now)
+			}
+			for i := range p.packed {
+				b.becomeDuePacked(&p.packed[i], p.now)
 			}
 			p.done.Store(true)
 		}

@@ -52,7 +52,7 @@ func (b *Backend) List(ctx context.Context, f backend.ListFilter) (backend.Page,
 		}
 		var queue, typ string
 		var state backend.State
-		j := *b.jobs.live.at(hd)
+		j := b.liveAt(hd)
 		if j != nil {
 			queue, state, typ = j.Queue, j.State, j.Type
 		} else {

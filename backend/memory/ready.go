@@ -7,11 +7,15 @@ import "slices"
 // highest priority in O(1); a job released at shutdown or back from a stall
 // goes to the front of its priority, since it was first in line before.
 //
-// Each entry carries the job's place (in entry.key): pushBack numbers up from
-// 0 and pushFront down from 0, so that within a priority the FIFO order is
-// the order of places. A job that Lease parks because its limit key is held
-// back (see parked) keeps its place, which tells Lease where it stands
-// against the jobs still here.
+// Each entry carries the job's place (in readyEntry.key): pushBack numbers
+// up from 0 and pushFront down from 0, so that within a priority the FIFO
+// order is the order of places. A job that Lease parks because its limit
+// key is held back (see parked) keeps its place, which tells Lease where it
+// stands against the jobs still here.
+//
+// An entry holds a job's record, or, for a job that Enqueue packed (see
+// queuedBlock), where its packed bytes are: Lease makes the record when it
+// pops the entry.
 type readyQueue struct {
 	levels []*level // by priority, highest first
 	live   int
@@ -20,11 +24,36 @@ type readyQueue struct {
 	front  int64 // place of the last job pushed at the front
 }
 
+// readyEntry places a queued job in a readyQueue. An entry with a record
+// is live while gen equals the record's gen, as entry is. An entry of a
+// packed job (j is nil) has its handle in gen and its place in blk in off;
+// it is live until a call that needed its record made one in its place
+// (see queuedBlock.moved), and then as that record's entry.
+type readyEntry struct {
+	key int64
+	j   *job
+	blk *queuedBlock
+	gen uint32
+	off uint32
+}
+
+// live reports whether e still places its job here.
+func (e *readyEntry) live() bool {
+	if e.j != nil {
+		return e.gen == e.j.gen
+	}
+	if e.blk.moved == nil {
+		return true
+	}
+	m, ok := e.blk.moved[e.off]
+	return !ok || m.gen == m.j.gen
+}
+
 // level is the FIFO of one priority, a deque of chunks: a backlog of a
 // million jobs grows it a chunk at a time, never copying its entries.
 type level struct {
 	prio int
-	q    deque[entry]
+	q    deque[readyEntry]
 }
 
 // keepLevels is how many empty priority levels a queue keeps for reuse
@@ -36,13 +65,24 @@ const keepLevels = 4
 // and in Lease, the two calls would cost a sixth of the time
 // (BenchmarkReadyQueue).
 func (r *readyQueue) pushBack(j *job) {
-	q := &r.level(j.Priority).q
 	j.gen++
+	r.push(j.Priority, readyEntry{j: j, gen: j.gen})
+}
+
+// pushPacked appends the job that Enqueue packed at off in blk, with handle
+// hd and priority prio.
+func (r *readyQueue) pushPacked(prio int, blk *queuedBlock, off, hd uint32) {
+	r.push(prio, readyEntry{blk: blk, off: off, gen: hd})
+}
+
+func (r *readyQueue) push(prio int, e readyEntry) {
+	q := &r.level(prio).q
 	r.back++
+	e.key = r.back
 	if q.tail == len(q.tc) {
 		q.addBack()
 	}
-	q.tc[q.tail] = entry{key: r.back, j: j, gen: j.gen}
+	q.tc[q.tail] = e
 	q.tail++
 	r.live++
 }
@@ -51,26 +91,33 @@ func (r *readyQueue) pushFront(j *job) {
 	l := r.level(j.Priority)
 	j.gen++
 	r.front--
-	l.q.pushFront(entry{key: r.front, j: j, gen: j.gen})
+	l.q.pushFront(readyEntry{key: r.front, j: j, gen: j.gen})
 	r.live++
 }
 
-// pop removes and returns the first job of the highest priority and its
-// place, or nil.
-func (r *readyQueue) pop() (*job, int64) {
+// pop removes the first live entry of the highest priority and returns it,
+// or an entry with neither j nor blk set. An entry with a record has left
+// it (its gen moved on); one of a packed job is the caller's to make a
+// record of (see Backend.popReady).
+func (r *readyQueue) pop() readyEntry {
 	for i := 0; i < len(r.levels); {
 		q := &r.levels[i].q
 		for q.len() > 0 {
 			e := q.hc[q.head]
-			q.hc[q.head] = entry{} // as popFront: the deque must not keep the job alive
+			q.hc[q.head] = readyEntry{} // as popFront: the deque must not keep the job alive
 			q.head++
 			if q.head == len(q.hc) {
 				q.passChunk()
 			}
-			if e.live() {
+			if e.j == nil && e.blk.moved != nil {
+				e = e.blk.takeMoved(e)
+			}
+			if e.j == nil || e.gen == e.j.gen {
 				r.live--
-				e.j.gen++
-				return e.j, e.key
+				if e.j != nil {
+					e.j.gen++
+				}
+				return e
 			}
 			r.stale--
 		}
@@ -80,17 +127,20 @@ func (r *readyQueue) pop() (*job, int64) {
 		}
 		i++
 	}
-	return nil, 0
+	return readyEntry{}
 }
 
-// peek returns the entry pop would take next, or nil, dropping stale
-// entries on the way. The entry is valid until r changes.
-func (r *readyQueue) peek() *entry {
+// peek returns the entry pop would take next and its priority, or nil,
+// dropping stale entries on the way. The entry is valid until r changes.
+func (r *readyQueue) peek() (*readyEntry, int) {
 	for i := 0; i < len(r.levels); {
 		l := r.levels[i]
 		for l.q.len() > 0 {
 			if e := l.q.front(); e.live() {
-				return e
+				return e, l.prio
+			}
+			if e := l.q.front(); e.j == nil {
+				e.blk.takeMoved(*e) // forget the stale record's entry
 			}
 			l.q.popFront()
 			r.stale--
@@ -101,7 +151,7 @@ func (r *readyQueue) peek() *entry {
 		}
 		i++
 	}
-	return nil
+	return nil, 0
 }
 
 // drop takes j, whose live entry is in r, out of r.
@@ -116,7 +166,15 @@ func (r *readyQueue) drop(j *job) {
 
 func (r *readyQueue) purge() {
 	for _, l := range r.levels {
-		l.q.filter((*entry).live)
+		l.q.filter(func(e *readyEntry) bool {
+			if e.live() {
+				return true
+			}
+			if e.j == nil {
+				e.blk.takeMoved(*e)
+			}
+			return false
+		})
 	}
 	r.stale = 0
 }

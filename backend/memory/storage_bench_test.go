@@ -219,7 +219,7 @@ func BenchmarkReadyQueue(b *testing.B) {
 			if c.burst == 0 {
 				for i := range b.N {
 					r.pushBack(&jobs[(c.steady+i)%len(jobs)])
-					if j, _ := r.pop(); j == nil {
+					if e := r.pop(); e.j == nil {
 						b.Fatal("pop: got nothing, want a job")
 					}
 				}
@@ -230,7 +230,7 @@ func BenchmarkReadyQueue(b *testing.B) {
 					r.pushBack(&jobs[k])
 				}
 				for range c.burst {
-					if j, _ := r.pop(); j == nil {
+					if e := r.pop(); e.j == nil {
 						b.Fatal("pop: got nothing, want a job")
 					}
 				}

@@ -30,6 +30,9 @@ func (b *Backend) idOf(hd uint32) string {
 	if j := *b.jobs.live.at(hd); j != nil {
 		return j.ID
 	}
+	if r := b.arch.recs.at(hd); r.packed {
+		return b.packedID(r)
+	}
 	return b.arch.id(hd)
 }
 
@@ -39,11 +42,12 @@ func (b *Backend) find(id string) (uint32, bool) {
 }
 
 // lookup finds the stored job with id: live (j is set) or archived (found is
-// set, hd is its handle), or neither.
+// set, hd is its handle), or neither. A packed job gets its record (see
+// liveAt), so the caller holds both mutexes.
 func (b *Backend) lookup(id string) (j *job, hd uint32, found bool) {
 	hd, found = b.find(id)
 	if found {
-		j = *b.jobs.live.at(hd)
+		j = b.liveAt(hd)
 	}
 	return j, hd, found
 }
@@ -67,13 +71,7 @@ func (b *Backend) stateOf(id string) (backend.State, bool) {
 // the ID index without a comparison.
 func (b *Backend) store(j *job, h uint64, above bool) {
 	t := &b.jobs
-	if n := len(t.free); n > 0 {
-		j.hd = t.free[n-1]
-		t.free = t.free[:n-1]
-	} else {
-		j.hd = t.live.grow()
-		b.arch.recs.grow()
-	}
+	j.hd = b.newHandle()
 	*t.live.at(j.hd) = j
 	t.ids.insert(h, j.hd)
 	if above {
@@ -81,6 +79,18 @@ func (b *Backend) store(j *job, h uint64, above bool) {
 	} else {
 		b.byID.insert(j.hd)
 	}
+}
+
+// newHandle returns a free handle; the caller holds smu.
+func (b *Backend) newHandle() uint32 {
+	t := &b.jobs
+	if n := len(t.free); n > 0 {
+		hd := t.free[n-1]
+		t.free = t.free[:n-1]
+		return hd
+	}
+	b.arch.recs.grow()
+	return t.live.grow()
 }
 
 // forget frees the handle of the archived job hd, whose ID hashes to h,
