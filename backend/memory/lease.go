@@ -2,6 +2,8 @@ package memory
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"time"
@@ -117,8 +119,7 @@ func (b *Backend) leaseLocked(req backend.LeaseRequest, now time.Time, limit int
 		}
 		b.tokenSeq++
 		buf = append(buf, b.tokenPrefix...)
-		buf = appendHex(buf, uint64(slot), 8)
-		buf = appendHex(buf, b.tokenSeq, 16)
+		buf = appendTokenDigits(buf, slot, b.tokenSeq)
 	}
 	b.tokenBuf = buf
 	tokens := b.tokenString(buf)
@@ -221,10 +222,16 @@ const tokenDigits = 8 + 16
 
 const hexDigits = "0123456789abcdef"
 
-func appendHex(buf []byte, v uint64, digits int) []byte {
-	for shift := 4 * (digits - 1); shift >= 0; shift -= 4 {
-		buf = append(buf, hexDigits[(v>>uint(shift))&0xf])
-	}
+// appendTokenDigits appends a token's slot and counter in hex, a byte of
+// them at a time (the digit at a time it replaced cost as much as the rest
+// of a token).
+func appendTokenDigits(buf []byte, slot uint32, seq uint64) []byte {
+	var raw [12]byte
+	binary.BigEndian.PutUint32(raw[:4], slot)
+	binary.BigEndian.PutUint64(raw[4:], seq)
+	n := len(buf)
+	buf = append(buf, make([]byte, tokenDigits)...)
+	hex.Encode(buf[n:], raw[:])
 	return buf
 }
 
