@@ -46,7 +46,7 @@ func (b *Backend) Enqueue(ctx context.Context, now time.Time, jobs []backend.New
 		recs[i].Payload = copyPayload(&arena, jobs[i].Payload, len(jobs))
 	}
 	b.keepSpare(&spare)
-	if plain(recs) {
+	if len(recs) > 0 && plain(recs) {
 		if done, err := b.enqueuePlain(now, recs, hashes, results); done {
 			if err != nil {
 				return nil, err
@@ -82,11 +82,7 @@ func plain(recs []*job) bool {
 
 // enqueuePlain stores the plain batch recs (see plain) whose IDs hash to
 // hashes, and fills results; it returns false, having done nothing, when a
-// stored ID may equal one of the batch's. It takes smu alone to store the
-// jobs (the ID table and index), then mu alone to make them due (the ready
-// queue and events), so that Lease and Finish run meanwhile. Between the
-// two the jobs are stored without a state; a call that holds both mutexes
-// makes them due first (see settle), which this call then sees.
+// stored ID may equal one of the batch's (see enqueueRising).
 func (b *Backend) enqueuePlain(now time.Time, recs []*job, hashes []uint64, results []backend.EnqueueResult) (bool, error) {
 	for i, j := range recs {
 		results[i] = backend.EnqueueResult{ID: j.ID, State: backend.StateQueued}
@@ -94,63 +90,45 @@ func (b *Backend) enqueuePlain(now time.Time, recs []*job, hashes []uint64, resu
 			results[i].State = backend.StateScheduled
 		}
 	}
-	b.smu.Lock()
-	if b.closed {
-		b.smu.Unlock()
-		return true, errClosed
-	}
-	if len(recs) > 0 && b.byID.mayHold(recs[0].ID) {
-		b.smu.Unlock()
-		return false, nil
-	}
-	p := &pendingBatch{recs: recs, now: now}
-	b.pending = slices.DeleteFunc(b.pending, func(p *pendingBatch) bool { return p.done.Load() })
-	b.pending = append(b.pending, p)
-	b.prefetchNew(hashes)
-	for i, j := range recs {
-		b.store(j, hashes[i], true)
-	}
-	b.smu.Unlock()
-
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		return true, errClosed
-	}
-	if !p.done.Load() {
-		for _, j := range recs {
-			b.becomeDue(j, now)
-		}
-		p.done.Store(true)
-	}
-	b.unlock() // archives what earlier calls left in ended
-	return true, nil
+	return b.enqueueRising(&pendingBatch{recs: recs, now: now}, recs[0].ID, hashes)
 }
 
 // enqueuePacked stores the packable batch jobs (see packable), whose IDs
 // hash to hashes, as packed jobs (see queuedBlock), and fills results; it
 // returns false, having done nothing, when a stored ID may equal one of the
-// batch's. It goes as enqueuePlain does: smu alone to store, then mu alone
-// to queue.
+// batch's (see enqueueRising).
 func (b *Backend) enqueuePacked(now time.Time, jobs []backend.NewJob, hashes []uint64, results []backend.EnqueueResult) (bool, error) {
 	refs := packJobs(jobs, now)
 	for i := range jobs {
 		results[i] = backend.EnqueueResult{ID: jobs[i].ID, State: backend.StateQueued}
 	}
+	return b.enqueueRising(&pendingBatch{packed: refs, now: now}, jobs[0].ID, hashes)
+}
+
+// enqueueRising stores the batch p, whose IDs rise from first and hash to
+// hashes, and makes it due; it returns false, having done nothing, when a
+// stored ID may equal one of the batch's. It takes smu alone to store the
+// jobs (the ID table and index), then mu alone to make them due (the ready
+// queue and events), so that Lease and Finish run meanwhile. Between the
+// two the jobs are stored without a state; a call that holds both mutexes
+// makes them due first (see settle), which this call then sees.
+func (b *Backend) enqueueRising(p *pendingBatch, first string, hashes []uint64) (bool, error) {
 	b.smu.Lock()
 	if b.closed {
 		b.smu.Unlock()
 		return true, errClosed
 	}
-	if b.byID.mayHold(jobs[0].ID) {
+	if b.byID.mayHold(first) {
 		b.smu.Unlock()
 		return false, nil
 	}
-	p := &pendingBatch{packed: refs, now: now}
 	b.pending = slices.DeleteFunc(b.pending, func(p *pendingBatch) bool { return p.done.Load() })
 	b.pending = append(b.pending, p)
 	b.prefetchNew(hashes)
-	b.storePacked(refs, hashes)
+	for i, j := range p.recs {
+		b.store(j, hashes[i], true)
+	}
+	b.storePacked(p.packed, hashes)
 	b.smu.Unlock()
 
 	b.mu.Lock()
@@ -159,10 +137,7 @@ func (b *Backend) enqueuePacked(now time.Time, jobs []backend.NewJob, hashes []u
 		return true, errClosed
 	}
 	if !p.done.Load() {
-		for i := range refs {
-			b.becomeDuePacked(&refs[i], now)
-		}
-		p.done.Store(true)
+		b.makeDue(p)
 	}
 	b.unlock() // archives what earlier calls left in ended
 	return true, nil

@@ -72,6 +72,7 @@ type leaseBox struct {
 
 func (b *Backend) leaseLocked(req backend.LeaseRequest, now time.Time, limit int) []*backend.Lease {
 	at := b.limitTime(now)
+	b.leaseSpare.dry = false // the pool may have records again
 	if len(b.wakes) > 0 && b.wakes[0].wakeAt <= at {
 		b.openDue(at)
 	}

@@ -105,7 +105,8 @@ type Backend struct {
 	// which wait to be adopted (see adopt).
 	ended []endedJob
 	fresh []*job
-	// leaseSpare holds the spare records that Lease fills (see freshRecord).
+	// leaseSpare holds the spare records that Lease fills (see popReady);
+	// Lease clears its dry, which holds for one call.
 	leaseSpare spareTaker
 
 	// limits holds the limit keys in use (see keyLimit); wakes those that a
@@ -540,17 +541,23 @@ func (b *Backend) archiveHanded() {
 func (b *Backend) settle() {
 	for _, p := range b.pending {
 		if !p.done.Load() {
-			for _, j := range p.recs {
-				b.becomeDue(j, p.now)
-			}
-			for i := range p.packed {
-				b.becomeDuePacked(&p.packed[i], p.now)
-			}
-			p.done.Store(true)
+			b.makeDue(p)
 		}
 	}
 	clear(b.pending)
 	b.pending = b.pending[:0]
+}
+
+// makeDue makes the jobs of the stored batch p due, and marks it done; the
+// caller holds mu.
+func (b *Backend) makeDue(p *pendingBatch) {
+	for _, j := range p.recs {
+		b.becomeDue(j, p.now)
+	}
+	for i := range p.packed {
+		b.becomeDuePacked(&p.packed[i], p.now)
+	}
+	p.done.Store(true)
 }
 
 // archive moves the terminal job j of queue number queue out of the live

@@ -363,7 +363,7 @@ func (b *Backend) popReady(q *queue) (*job, int64) {
 	if e.j != nil || e.blk == nil {
 		return e.j, e.key
 	}
-	j := b.freshRecord()
+	j := b.spareJob(&b.leaseSpare)
 	b.fillPacked(j, e.blk, e.off, e.gen, q)
 	b.fresh = append(b.fresh, j)
 	return j, e.key
@@ -378,26 +378,6 @@ func (b *Backend) fillPacked(j *job, blk *queuedBlock, off, hd uint32, q *queue)
 	j.Queue = q.name
 	j.State = backend.StateQueued
 	j.hd = hd
-}
-
-// freshRecord returns a cleared record for a job that Lease unpacks: an
-// archived job's (see recycle), or a new one.
-func (b *Backend) freshRecord() *job {
-	t := &b.leaseSpare
-	if t.batch == nil || t.batch.n == 0 {
-		if t.batch != nil {
-			b.spareBatches.Put(t.batch)
-		}
-		t.batch, _ = b.spare.Get().(*spareRecs)
-		if t.batch == nil {
-			return new(job)
-		}
-	}
-	sp := t.batch
-	sp.n--
-	j := sp.recs[sp.n]
-	sp.recs[sp.n] = nil
-	return j
 }
 
 // adopt makes j, the record made of a packed job, the job's live record:
@@ -428,7 +408,7 @@ func (b *Backend) liveAt(hd uint32) *job {
 	}
 	blk, off := b.blocks[r.slab], r.off
 	q := b.queueLocked(packedJob(blk.buf[off:]).queue())
-	j := b.freshRecord()
+	j := b.spareJob(&b.leaseSpare)
 	b.fillPacked(j, blk, off, hd, q)
 	j.gen++
 	if blk.moved == nil {
