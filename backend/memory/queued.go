@@ -14,8 +14,8 @@ import (
 // as a record (see job) would cost 512 bytes, a copy of its payload and
 // the collector's marking of both. So Enqueue packs the jobs that need
 // nothing of a record while they wait (see packable) into queuedBlocks,
-// pointer-free bytes in the format of the archive, and their ready entries
-// point into the blocks; Lease makes a record of a packed job only when it
+// pointer-free bytes that the collector does not scan (see appendQueued),
+// and their ready entries point into the blocks; Lease makes a record of a packed job only when it
 // takes it (see popReady), so that only the leased jobs have records. A
 // call under both mutexes that meets a packed job by ID makes its record at
 // once, in its place in the ready queue (see liveAt).
