@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math"
 	"slices"
@@ -72,7 +73,8 @@ func (a *archive) add(hd uint32, rec []byte, seq uint64, queue uint32, state bac
 }
 
 // addJob archives, under handle hd, the job j packed straight into the
-// current slab, without the copy that add makes, and returns true; it does
+// current slab's spare capacity, without the copy that add makes or a
+// growth check per field, and returns true; it does
 // nothing and returns false when j may be too large for a shared slab (see
 // place). It takes a new slab when the current one may be too short for j.
 func (a *archive) addJob(hd uint32, j *backend.Job, seq uint64, queue uint32, state backend.State, unique bool) bool {
@@ -85,12 +87,11 @@ func (a *archive) addJob(hd uint32, j *backend.Job, seq uint64, queue uint32, st
 	}
 	sl := &a.slabs[a.cur]
 	off := len(sl.buf)
-	buf := binary.LittleEndian.AppendUint32(sl.buf, hd)
-	buf = binary.LittleEndian.AppendUint32(buf, 0) // the size, once known
-	buf = pack(buf, j)
-	n := len(buf) - off
-	binary.LittleEndian.PutUint32(buf[off+4:], uint32(n))
-	sl.buf = buf
+	rec := sl.buf[off : off+most]
+	n := headerSize + packInto(rec[headerSize:], j)
+	binary.LittleEndian.PutUint32(rec, hd)
+	binary.LittleEndian.PutUint32(rec[4:], uint32(n))
+	sl.buf = sl.buf[:off+n]
 	sl.live += n
 	*a.recs.at(hd) = record{seq: seq, slab: a.cur, off: uint32(off), size: uint32(n), queue: queue, st: uint8(stateIndex(state)), unique: unique}
 	return true
@@ -148,8 +149,9 @@ func (a *archive) body(hd uint32) []byte {
 // id returns the ID of handle hd without a copy: the string shares the
 // slab's memory, so it is only for comparing, never for keeping.
 func (a *archive) id(hd uint32) string {
-	u := unpacker{b: a.body(hd)}
-	return u.view()
+	b := a.body(hd)
+	h := headOf(b)
+	return view(b, h.names, h.id)
 }
 
 // remove forgets the archived job hd, once Sweep popped its expiring entry.
@@ -375,113 +377,286 @@ func (h *expiryHeap) down(i int) {
 	}
 }
 
-// pack appends the fields of a terminal job to buf, in the order unpack
-// reads them. Queue and State live in the record; the lease fields are
-// empty in every terminal job.
-func pack(buf []byte, j *backend.Job) []byte {
-	buf = appendString(buf, j.ID)
-	buf = appendString(buf, j.Type)
-	buf = appendBytes(buf, j.Payload)
-	buf = appendLen(buf, len(j.Meta), j.Meta == nil)
-	for k, v := range j.Meta {
-		buf = appendString(buf, k)
-		buf = appendString(buf, v)
-	}
-	for _, v := range [...]int64{int64(j.Priority), int64(j.Attempt), int64(j.Failures), int64(j.Stalls),
-		int64(j.MaxRetries), int64(j.MaxStalls), int64(j.Progress),
-		int64(j.Timeout), int64(j.ResultTTL), int64(j.FailureTTL)} {
-		buf = binary.AppendVarint(buf, v)
-	}
-	buf = appendString(buf, j.UniqueKey)
-	buf = appendString(buf, j.LimitKey)
-	buf = appendString(buf, j.ProgressMessage)
-	buf = appendString(buf, j.Error)
-	buf = appendLen(buf, len(j.DependsOn), j.DependsOn == nil)
-	for _, d := range j.DependsOn {
-		buf = appendString(buf, d)
-	}
-	buf = appendBytes(buf, j.Result)
-	return appendTimes(buf, &[numTimes]time.Time{j.UniqueUntil, j.CreatedAt, j.RunAt, j.StartedAt, j.FinishedAt, j.ExpiresAt})
-}
+// The layout of a packed finished job. Every job that ends is packed, so
+// the layout is one that is written without a varint loop or a growth check
+// per field: fixed-width fields first, each group in a narrow width that
+// fits its common values or, when a flag says so, a wide one that fits any;
+// then the bytes of the strings. In order:
+//
+//   - the flags, a uint32: the pack* bits below, and from packTimes on the
+//     kinds of the times, two bits each;
+//   - the lengths of the ID, type, payload and result: bytes, or uint32s
+//     under packWideLens;
+//   - the ID and type, which archive.id and typeOf find right after the
+//     lengths;
+//   - the counters (Priority, Attempt, Failures, Stalls, MaxRetries,
+//     MaxStalls, Progress): int8s, or int64s under packWideCounters;
+//   - Timeout, ResultTTL and FailureTTL: uint32 whole seconds, or int64
+//     nanoseconds under packWideDurations;
+//   - the times, each as its kind says (see timeZero);
+//   - the payload and result;
+//   - under packExtras, UniqueKey, LimitKey, ProgressMessage and Error, each
+//     after its uvarint length: most finished jobs have none of them;
+//   - under packMeta, the uvarint number of entries, then each key and
+//     value after its length;
+//   - under packDepends, the uvarint number of IDs, then each after its
+//     length.
+//
+// Queue and State live in the record; the lease fields are empty in every
+// terminal job.
+const (
+	packPayload        = 1 << iota // Payload is not nil
+	packResult                     // Result is not nil
+	packMeta                       // Meta is not nil
+	packDepends                    // DependsOn is not nil
+	packExtras                     // UniqueKey, LimitKey, ProgressMessage or Error is not empty
+	packWideLens                   // a length does not fit a byte
+	packWideCounters               // a counter does not fit an int8
+	packWideDurations              // a duration is not whole seconds that fit a uint32
+	packExpiresResult              // ExpiresAt is FinishedAt plus ResultTTL, and not stored
+	packExpiresFailure             // ExpiresAt is FinishedAt plus FailureTTL, and not stored
 
-// packBound returns a size that pack never exceeds for j: every length and
-// number at its longest varint, every time at its widest.
-func packBound(j *backend.Job) int {
-	const lengths = 11 // of the strings, byte slices, Meta and DependsOn
-	n := (lengths+2*len(j.Meta)+len(j.DependsOn))*binary.MaxVarintLen64 + 10*binary.MaxVarintLen64 + 2 + numTimes*12 +
-		len(j.ID) + len(j.Type) + len(j.Payload) + len(j.UniqueKey) + len(j.LimitKey) + len(j.ProgressMessage) +
-		len(j.Error) + len(j.Result)
-	for k, v := range j.Meta {
-		n += len(k) + len(v)
-	}
-	for _, d := range j.DependsOn {
-		n += len(d)
-	}
-	return n
-}
+	packTimes = 16 // the shift of the times' kinds in the flags
+)
 
-// numTimes is the number of times in a packed job.
-const numTimes = 6
+const (
+	numCounters  = 7
+	numDurations = 3
+	// numTimes is the number of times in a packed job: UniqueUntil,
+	// CreatedAt, RunAt, StartedAt, FinishedAt and ExpiresAt, in that order.
+	numTimes = 6
+)
 
 // The kinds of a packed time. Most times are zero or within the years 1678
-// to 2262 that int64 nanoseconds cover, so they pack into nothing or one
-// fixed-size word: no varint loop, and fewer bytes than a varint of seconds
-// and one of nanoseconds.
+// to 2262 that int64 nanoseconds cover, and a job's times are close to one
+// another: it starts soon after it is created, and ends soon after it
+// starts. A time less than 4.29 s after the one stored before it takes
+// four bytes; ExpiresAt, the time a job ends plus its TTL, takes none (see
+// packExpiresResult).
 const (
 	timeZero  = iota // nothing follows
 	timeNanos        // int64 nanoseconds since the Unix epoch follow
 	timeWide         // int64 seconds since the Unix epoch and uint32 nanoseconds follow
+	timeAfter        // uint32 nanoseconds after the last time stored as timeNanos or timeAfter follow
 )
 
-// appendTimes packs ts: a uint16 of their kinds, two bits each, then each
-// time as its kind says. The kinds are written last, into room kept for
-// them, so that each time is read once.
-func appendTimes(buf []byte, ts *[numTimes]time.Time) []byte {
-	const maxSec = math.MaxInt64/int64(time.Second) - 1
-	at := len(buf)
-	buf = append(buf, 0, 0)
-	var kinds uint16
-	for i := range ts {
-		if ts[i].IsZero() {
-			continue
-		}
-		s, ns := ts[i].Unix(), ts[i].Nanosecond()
-		if s >= -maxSec && s <= maxSec {
-			kinds |= timeNanos << (2 * i)
-			buf = binary.LittleEndian.AppendUint64(buf, uint64(s*int64(time.Second)+int64(ns)))
-			continue
-		}
-		kinds |= timeWide << (2 * i)
-		buf = binary.LittleEndian.AppendUint64(buf, uint64(s))
-		buf = binary.LittleEndian.AppendUint32(buf, uint32(ns))
+// maxNanoSec is the largest number of seconds from the Unix epoch, either
+// way, at which a time still fits int64 nanoseconds.
+const maxNanoSec = math.MaxInt64/int64(time.Second) - 1
+
+// pack appends the packed j to buf (see packInto).
+func pack(buf []byte, j *backend.Job) []byte {
+	most := packBound(j)
+	buf = slices.Grow(buf, most)
+	n := len(buf)
+	return buf[:n+packInto(buf[n:n+most], j)]
+}
+
+// packBound returns a size that packInto never exceeds for j: every group
+// at its wide width.
+func packBound(j *backend.Job) int {
+	const fixed = 4 + 4*4 + numCounters*8 + numDurations*8 + numTimes*12
+	n := fixed + len(j.ID) + len(j.Type) + len(j.Payload) + len(j.Result)
+	if j.UniqueKey != "" || j.LimitKey != "" || j.ProgressMessage != "" || j.Error != "" {
+		n += 4*binary.MaxVarintLen64 + len(j.UniqueKey) + len(j.LimitKey) + len(j.ProgressMessage) + len(j.Error)
 	}
-	binary.LittleEndian.PutUint16(buf[at:], kinds)
-	return buf
+	if j.Meta != nil {
+		n += (1 + 2*len(j.Meta)) * binary.MaxVarintLen64
+		for k, v := range j.Meta {
+			n += len(k) + len(v)
+		}
+	}
+	if j.DependsOn != nil {
+		n += (1 + len(j.DependsOn)) * binary.MaxVarintLen64
+		for _, d := range j.DependsOn {
+			n += len(d)
+		}
+	}
+	return n
+}
+
+// packInto writes the terminal job j, packed, at the start of dst, which
+// has room for packBound(j) bytes, and returns how many it wrote.
+func packInto(dst []byte, j *backend.Job) int {
+	le := binary.LittleEndian
+	var flags uint32
+	if j.Payload != nil {
+		flags |= packPayload
+	}
+	if j.Result != nil {
+		flags |= packResult
+	}
+	if j.Meta != nil {
+		flags |= packMeta
+	}
+	if j.DependsOn != nil {
+		flags |= packDepends
+	}
+	if j.UniqueKey != "" || j.LimitKey != "" || j.ProgressMessage != "" || j.Error != "" {
+		flags |= packExtras
+	}
+
+	at := 4
+	if uint(len(j.ID)|len(j.Type)|len(j.Payload)|len(j.Result)) <= math.MaxUint8 {
+		dst[4], dst[5], dst[6], dst[7] = byte(len(j.ID)), byte(len(j.Type)), byte(len(j.Payload)), byte(len(j.Result))
+		at += 4
+	} else {
+		flags |= packWideLens
+		le.PutUint32(dst[4:], uint32(len(j.ID)))
+		le.PutUint32(dst[8:], uint32(len(j.Type)))
+		le.PutUint32(dst[12:], uint32(len(j.Payload)))
+		le.PutUint32(dst[16:], uint32(len(j.Result)))
+		at += 16
+	}
+	at += copy(dst[at:], j.ID)
+	at += copy(dst[at:], j.Type)
+
+	// Each counter plus 128 is below 256 when it fits an int8; unrolled,
+	// the test costs a few instructions.
+	if uint((j.Priority+128)|(j.Attempt+128)|(j.Failures+128)|(j.Stalls+128)|
+		(j.MaxRetries+128)|(j.MaxStalls+128)|(j.Progress+128)) <= math.MaxUint8 {
+		c := dst[at : at+numCounters]
+		c[0], c[1], c[2], c[3] = byte(j.Priority), byte(j.Attempt), byte(j.Failures), byte(j.Stalls)
+		c[4], c[5], c[6] = byte(j.MaxRetries), byte(j.MaxStalls), byte(j.Progress)
+		at += numCounters
+	} else {
+		flags |= packWideCounters
+		for _, v := range [numCounters]int{j.Priority, j.Attempt, j.Failures, j.Stalls, j.MaxRetries, j.MaxStalls, j.Progress} {
+			le.PutUint64(dst[at:], uint64(v))
+			at += 8
+		}
+	}
+
+	if wholeSeconds(j.Timeout) && wholeSeconds(j.ResultTTL) && wholeSeconds(j.FailureTTL) {
+		le.PutUint32(dst[at:], uint32(j.Timeout/time.Second))
+		le.PutUint32(dst[at+4:], uint32(j.ResultTTL/time.Second))
+		le.PutUint32(dst[at+8:], uint32(j.FailureTTL/time.Second))
+		at += 4 * numDurations
+	} else {
+		flags |= packWideDurations
+		le.PutUint64(dst[at:], uint64(j.Timeout))
+		le.PutUint64(dst[at+8:], uint64(j.ResultTTL))
+		le.PutUint64(dst[at+16:], uint64(j.FailureTTL))
+		at += 8 * numDurations
+	}
+
+	times := [numTimes]*time.Time{&j.UniqueUntil, &j.CreatedAt, &j.RunAt, &j.StartedAt, &j.FinishedAt, &j.ExpiresAt}
+	var last int64 // the last time stored in nanoseconds
+	haveLast := false
+	for i := range numTimes {
+		t := times[i]
+		if t.IsZero() {
+			continue
+		}
+		s, ns := t.Unix(), int64(t.Nanosecond())
+		if s < -maxNanoSec || s > maxNanoSec {
+			flags |= timeWide << (packTimes + 2*i)
+			le.PutUint64(dst[at:], uint64(s))
+			le.PutUint32(dst[at+8:], uint32(ns))
+			at += 12
+			continue
+		}
+		v := s*int64(time.Second) + ns
+		// FinishedAt's kind has its low bit set when it was stored in
+		// nanoseconds, which last then holds. The difference wraps around
+		// as unpack's sum does, so that unpack restores v whenever it
+		// matches a TTL.
+		finished := i == numTimes-1 && flags>>(packTimes+2*(numTimes-2))&1 != 0
+		switch {
+		case finished && v-last == int64(j.ResultTTL):
+			flags |= packExpiresResult
+		case finished && v-last == int64(j.FailureTTL):
+			flags |= packExpiresFailure
+		case haveLast && v >= last && uint64(v-last) <= math.MaxUint32:
+			flags |= timeAfter << (packTimes + 2*i)
+			le.PutUint32(dst[at:], uint32(v-last))
+			at += 4
+		default:
+			flags |= timeNanos << (packTimes + 2*i)
+			le.PutUint64(dst[at:], uint64(v))
+			at += 8
+		}
+		last, haveLast = v, true
+	}
+
+	at += copy(dst[at:], j.Payload)
+	at += copy(dst[at:], j.Result)
+	if flags&packExtras != 0 {
+		at = putString(dst, at, j.UniqueKey)
+		at = putString(dst, at, j.LimitKey)
+		at = putString(dst, at, j.ProgressMessage)
+		at = putString(dst, at, j.Error)
+	}
+	if j.Meta != nil {
+		at += binary.PutUvarint(dst[at:], uint64(len(j.Meta)))
+		for k, v := range j.Meta {
+			at = putString(dst, at, k)
+			at = putString(dst, at, v)
+		}
+	}
+	if j.DependsOn != nil {
+		at += binary.PutUvarint(dst[at:], uint64(len(j.DependsOn)))
+		for _, d := range j.DependsOn {
+			at = putString(dst, at, d)
+		}
+	}
+	le.PutUint32(dst, flags)
+	return at
+}
+
+// wholeSeconds reports whether d packs as a uint32 of seconds.
+func wholeSeconds(d time.Duration) bool {
+	return d%time.Second == 0 && uint64(d/time.Second) <= math.MaxUint32
+}
+
+// putString writes s after its uvarint length at dst[at:] and returns where
+// it ends.
+func putString(dst []byte, at int, s string) int {
+	at += binary.PutUvarint(dst[at:], uint64(len(s)))
+	return at + copy(dst[at:], s)
 }
 
 // appendString appends s after its length. It takes byte slices too, for
-// fields where nil need not be told from empty (see appendBytes for the
-// others).
+// fields where nil need not be told from empty.
 func appendString[S ~string | ~[]byte](buf []byte, s S) []byte {
 	buf = binary.AppendUvarint(buf, uint64(len(s)))
 	return append(buf, s...)
 }
 
-// appendLen stores the length of a slice or map so that unpack tells nil
-// from empty: 0 for nil, else the length plus one.
-func appendLen(buf []byte, n int, isNil bool) []byte {
-	if isNil {
-		return binary.AppendUvarint(buf, 0)
+// packedHead is what the start of a packed finished job says: its flags,
+// the lengths of its ID, type, payload and result, and where its ID
+// starts, the type right after it.
+type packedHead struct {
+	flags                    uint32
+	id, typ, payload, result int
+	names                    int
+}
+
+func headOf(b []byte) packedHead {
+	le := binary.LittleEndian
+	h := packedHead{flags: le.Uint32(b)}
+	if h.flags&packWideLens == 0 {
+		h.id, h.typ, h.payload, h.result = int(b[4]), int(b[5]), int(b[6]), int(b[7])
+		h.names = 8
+	} else {
+		h.id, h.typ = int(le.Uint32(b[4:])), int(le.Uint32(b[8:]))
+		h.payload, h.result = int(le.Uint32(b[12:])), int(le.Uint32(b[16:]))
+		h.names = 20
 	}
-	return binary.AppendUvarint(buf, uint64(n)+1)
+	return h
 }
 
-func appendBytes(buf, b []byte) []byte {
-	return append(appendLen(buf, len(b), b == nil), b...)
+// view returns the n bytes of b at at as a string that shares b's memory
+// (see archive.id).
+func view(b []byte, at, n int) string {
+	if n == 0 {
+		return ""
+	}
+	return unsafe.String(&b[at], n)
 }
 
-// unpacker reads a packed job; the record was made by pack, so it does not
-// check for a short buffer.
+// unpacker reads varints and strings; what it reads was written by this
+// package, so it does not check for a short buffer.
 type unpacker struct{ b []byte }
 
 func (u *unpacker) uvarint() uint64 {
@@ -503,89 +678,107 @@ func (u *unpacker) string() string {
 	return s
 }
 
-// view passes over a string and returns a view of it (see archive.id).
-func (u *unpacker) view() string {
-	n := int(u.uvarint())
-	if n == 0 {
-		return ""
-	}
-	s := unsafe.String(&u.b[0], n)
-	u.b = u.b[n:]
-	return s
-}
-
-func (u *unpacker) bytes() []byte {
-	n := u.uvarint()
-	if n == 0 {
-		return nil
-	}
-	b := make([]byte, n-1)
-	u.b = u.b[copy(b, u.b):]
-	return b
-}
-
-// times reads what appendTimes packed.
-func (u *unpacker) times(ts *[numTimes]time.Time) {
-	kinds := binary.LittleEndian.Uint16(u.b)
-	u.b = u.b[2:]
-	for i := range ts {
-		switch kinds >> (2 * i) & 3 {
-		case timeZero:
-			ts[i] = time.Time{}
-		case timeNanos:
-			ts[i] = time.Unix(0, int64(binary.LittleEndian.Uint64(u.b))).UTC()
-			u.b = u.b[8:]
-		default:
-			ts[i] = time.Unix(int64(binary.LittleEndian.Uint64(u.b)), int64(binary.LittleEndian.Uint32(u.b[8:]))).UTC()
-			u.b = u.b[12:]
-		}
-	}
-}
-
 // unpack fills j with the packed job in b; every string and slice is a copy.
 func unpack(b []byte, j *backend.Job) {
-	u := unpacker{b: b}
-	j.ID = u.string()
-	j.Type = u.string()
-	j.Payload = u.bytes()
-	if n := u.uvarint(); n > 0 {
-		j.Meta = make(map[string]string, n-1)
-		for range n - 1 {
+	le := binary.LittleEndian
+	h := headOf(b)
+	at := h.names
+	j.ID = string(b[at : at+h.id])
+	at += h.id
+	j.Type = string(b[at : at+h.typ])
+	at += h.typ
+
+	var counters [numCounters]int
+	if h.flags&packWideCounters == 0 {
+		for i, c := range b[at : at+numCounters] {
+			counters[i] = int(int8(c))
+		}
+		at += numCounters
+	} else {
+		for i := range counters {
+			counters[i] = int(int64(le.Uint64(b[at:])))
+			at += 8
+		}
+	}
+	j.Priority, j.Attempt, j.Failures, j.Stalls = counters[0], counters[1], counters[2], counters[3]
+	j.MaxRetries, j.MaxStalls, j.Progress = counters[4], counters[5], counters[6]
+
+	var durations [numDurations]time.Duration
+	if h.flags&packWideDurations == 0 {
+		for i := range durations {
+			durations[i] = time.Duration(le.Uint32(b[at:])) * time.Second
+			at += 4
+		}
+	} else {
+		for i := range durations {
+			durations[i] = time.Duration(le.Uint64(b[at:]))
+			at += 8
+		}
+	}
+	j.Timeout, j.ResultTTL, j.FailureTTL = durations[0], durations[1], durations[2]
+
+	var times [numTimes]time.Time
+	var last int64
+	for i := range times {
+		switch h.flags >> (packTimes + 2*i) & 3 {
+		case timeNanos:
+			last = int64(le.Uint64(b[at:]))
+			times[i] = time.Unix(0, last).UTC()
+			at += 8
+		case timeAfter:
+			last += int64(le.Uint32(b[at:]))
+			times[i] = time.Unix(0, last).UTC()
+			at += 4
+		case timeWide:
+			times[i] = time.Unix(int64(le.Uint64(b[at:])), int64(le.Uint32(b[at+8:]))).UTC()
+			at += 12
+		}
+	}
+	// A derived ExpiresAt is stored as zero, so last holds FinishedAt; the
+	// sum wraps as packInto's difference did.
+	switch {
+	case h.flags&packExpiresResult != 0:
+		times[numTimes-1] = time.Unix(0, last+int64(j.ResultTTL)).UTC()
+	case h.flags&packExpiresFailure != 0:
+		times[numTimes-1] = time.Unix(0, last+int64(j.FailureTTL)).UTC()
+	}
+	j.UniqueUntil, j.CreatedAt, j.RunAt, j.StartedAt, j.FinishedAt, j.ExpiresAt = times[0], times[1], times[2], times[3], times[4], times[5]
+
+	if h.flags&packPayload != 0 {
+		j.Payload = bytes.Clone(b[at : at+h.payload])
+	}
+	at += h.payload
+	if h.flags&packResult != 0 {
+		j.Result = bytes.Clone(b[at : at+h.result])
+	}
+	at += h.result
+	u := unpacker{b: b[at:]}
+	if h.flags&packExtras != 0 {
+		j.UniqueKey = u.string()
+		j.LimitKey = u.string()
+		j.ProgressMessage = u.string()
+		j.Error = u.string()
+	}
+	if h.flags&packMeta != 0 {
+		n := int(u.uvarint())
+		j.Meta = make(map[string]string, n)
+		for range n {
 			k := u.string()
 			j.Meta[k] = u.string()
 		}
 	}
-	j.Priority = int(u.varint())
-	j.Attempt = int(u.varint())
-	j.Failures = int(u.varint())
-	j.Stalls = int(u.varint())
-	j.MaxRetries = int(u.varint())
-	j.MaxStalls = int(u.varint())
-	j.Progress = int(u.varint())
-	j.Timeout = time.Duration(u.varint())
-	j.ResultTTL = time.Duration(u.varint())
-	j.FailureTTL = time.Duration(u.varint())
-	j.UniqueKey = u.string()
-	j.LimitKey = u.string()
-	j.ProgressMessage = u.string()
-	j.Error = u.string()
-	if n := u.uvarint(); n > 0 {
-		j.DependsOn = make([]string, n-1)
+	if h.flags&packDepends != 0 {
+		j.DependsOn = make([]string, u.uvarint())
 		for i := range j.DependsOn {
 			j.DependsOn[i] = u.string()
 		}
 	}
-	j.Result = u.bytes()
-	var ts [numTimes]time.Time
-	u.times(&ts)
-	j.UniqueUntil, j.CreatedAt, j.RunAt, j.StartedAt, j.FinishedAt, j.ExpiresAt = ts[0], ts[1], ts[2], ts[3], ts[4], ts[5]
 }
 
 // typeOf returns the Type of a packed job as a view (see archive.id).
 func typeOf(b []byte) string {
-	u := unpacker{b: b}
-	u.view()
-	return u.view()
+	h := headOf(b)
+	return view(b, h.names+h.id, h.typ)
 }
 
 // uniqueOf returns the UniqueKey (a copy) and UniqueUntil of a packed job.

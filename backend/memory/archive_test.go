@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,9 +35,36 @@ func TestPackRoundTrip(t *testing.T) {
 		RunAt: time.Unix(maxSec+2, 999999999).UTC(), StartedAt: time.Unix(-maxSec-2, 0).UTC(),
 		FinishedAt: time.Unix(-1, 500).UTC(), ExpiresAt: time.Unix(0, 0).UTC(),
 	}
+	// Values that do not fit the narrow widths of the layout.
+	wide := backend.Job{
+		ID: strings.Repeat("i", 300), Type: "t", Payload: make([]byte, 70000), Result: []byte{},
+		Priority: math.MinInt, Attempt: 128, Failures: -129, Stalls: math.MaxInt, MaxRetries: 127, MaxStalls: -128,
+		Timeout: time.Second + 1, ResultTTL: -time.Hour, FailureTTL: (math.MaxUint32 + 1) * time.Second,
+	}
+	// A job's times close to one another, and its ExpiresAt its FinishedAt
+	// plus a TTL: the times that take four bytes or none, and the edges of
+	// both.
+	typical := backend.Job{
+		ID: "j1", Type: "t", ResultTTL: 24 * time.Hour, FailureTTL: 7 * 24 * time.Hour,
+		CreatedAt: at, StartedAt: at.Add(math.MaxUint32), FinishedAt: at.Add(math.MaxUint32 + 1 + math.MaxUint32),
+		ExpiresAt: at.Add(math.MaxUint32 + 1 + math.MaxUint32 + 7*24*time.Hour),
+	}
+	backwards := backend.Job{
+		CreatedAt: at, StartedAt: at.Add(-1), FinishedAt: at.Add(-1), ExpiresAt: at.Add(-1 + 90*time.Second),
+		ResultTTL: time.Minute, FailureTTL: time.Minute,
+	}
+	// An ExpiresAt that is FinishedAt plus a TTL only if the sum wraps
+	// around, and one past a FinishedAt that does not fit nanoseconds.
+	first, end := time.Unix(-maxSec, 0).UTC(), time.Unix(maxSec, 0).UTC()
+	wraps := backend.Job{FinishedAt: end, ExpiresAt: first, ResultTTL: time.Duration(first.UnixNano() - end.UnixNano())}
+	pastWide := backend.Job{
+		FinishedAt: time.Unix(maxSec+2, 0).UTC(), ExpiresAt: time.Unix(maxSec+3, 0).UTC(), ResultTTL: time.Second,
+	}
 	var a archive
 	hd := uint32(0)
-	for name, j := range map[string]backend.Job{"full": full, "zero": {}, "empty": empty, "edges": edges} {
+	cases := map[string]backend.Job{"full": full, "zero": {}, "empty": empty, "edges": edges, "wide": wide,
+		"typical": typical, "backwards": backwards, "wraps": wraps, "past wide": pastWide}
+	for name, j := range cases {
 		var got backend.Job
 		packed := pack(nil, &j)
 		unpack(packed, &got)
@@ -47,15 +75,47 @@ func TestPackRoundTrip(t *testing.T) {
 			t.Errorf("%s: packed in %d bytes, above its bound of %d", name, len(packed), n)
 		}
 		// Packed straight into a slab, it unpacks the same.
+		if got, want := typeOf(packed), j.Type; got != want {
+			t.Errorf("%s: typeOf: got %q, want %q", name, got, want)
+		}
+		if key, until := uniqueOf(packed); key != j.UniqueKey || until != j.UniqueUntil {
+			t.Errorf("%s: uniqueOf: got %q and %v, want %q and %v", name, key, until, j.UniqueKey, j.UniqueUntil)
+		}
 		hd = a.recs.grow()
 		if !a.addJob(hd, &j, uint64(hd)+1, 0, backend.StateCompleted, false) {
-			t.Fatalf("%s: addJob refused a small job", name)
+			if len(j.Payload) < slabSize/4 {
+				t.Fatalf("%s: addJob refused a small job", name)
+			}
+			a.add(hd, packed, uint64(hd)+1, 0, backend.StateCompleted, false)
 		}
 		got = backend.Job{}
 		unpack(a.body(hd), &got)
 		if !reflect.DeepEqual(got, j) {
 			t.Errorf("%s: packed into a slab, got %+v, want %+v", name, got, j)
 		}
+		if got, want := a.id(hd), j.ID; got != want {
+			t.Errorf("%s: archive.id: got %q, want %q", name, got, want)
+		}
+	}
+}
+
+// A finished job of the usual kind, its times close together and its
+// ExpiresAt its FinishedAt plus its TTL, packs in the narrow widths: the
+// wide ones, which fit every value, are for the rare job that needs them.
+func TestPackTypicalJobIsNarrow(t *testing.T) {
+	at := time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC)
+	j := backend.Job{
+		ID: "j1000000000001", Type: "noop", Payload: []byte(`{"meeting":"m-1"}`), Attempt: 1, MaxRetries: 25,
+		MaxStalls: 1, Timeout: 30 * time.Second, ResultTTL: 24 * time.Hour, FailureTTL: 7 * 24 * time.Hour,
+		CreatedAt: at, StartedAt: at.Add(3 * time.Millisecond), FinishedAt: at.Add(3*time.Millisecond + 40*time.Microsecond),
+	}
+	j.ExpiresAt = j.FinishedAt.Add(j.ResultTTL)
+	packed := pack(nil, &j)
+	// The flags, four lengths, seven counters, three durations, CreatedAt
+	// in full and StartedAt and FinishedAt after it.
+	const overhead = 4 + 4 + 7 + 3*4 + 8 + 2*4
+	if want := overhead + len(j.ID) + len(j.Type) + len(j.Payload); len(packed) != want {
+		t.Errorf("packed in %d bytes, want %d", len(packed), want)
 	}
 }
 
