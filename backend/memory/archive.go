@@ -42,7 +42,7 @@ type record struct {
 	unique bool   // the job has a UniqueKey
 	// packed marks a queued job that Enqueue packed and that is not live
 	// yet: slab is then its block's number in Backend.blocks and off its
-	// offset there (see queuedBlock); the other fields are unset.
+	// offset there (see queuedBlock), st is queued, the other fields unset.
 	packed bool
 }
 

@@ -331,7 +331,7 @@ func (b *Backend) storePacked(refs []packedRef, hashes []uint64) {
 		}
 		last.left++
 		ref.hd = b.newHandle()
-		*b.arch.recs.at(ref.hd) = record{slab: last.num, off: ref.off, packed: true}
+		*b.arch.recs.at(ref.hd) = record{slab: last.num, off: ref.off, st: uint8(stateIndex(backend.StateQueued)), packed: true}
 		b.jobs.ids.insert(hashes[i], ref.hd)
 		b.byID.push(ref.hd)
 	}

@@ -52,16 +52,17 @@ func (b *Backend) lookup(id string) (j *job, hd uint32, found bool) {
 	return j, hd, found
 }
 
-// stateOf returns the state of the stored job with id.
+// stateOf returns the state of the stored job with id. A packed job is
+// queued (its record's st is), and keeps no record for being asked.
 func (b *Backend) stateOf(id string) (backend.State, bool) {
-	j, hd, found := b.lookup(id)
+	hd, found := b.find(id)
 	switch {
-	case j != nil:
-		return j.State, true
-	case found:
-		return b.arch.recs.at(hd).state(), true
+	case !found:
+		return "", false
+	case *b.jobs.live.at(hd) != nil:
+		return (*b.jobs.live.at(hd)).State, true
 	}
-	return "", false
+	return b.arch.recs.at(hd).state(), true
 }
 
 // store gives the new job j, whose ID no stored job has and hashes to h, a
