@@ -3,6 +3,7 @@ package memory
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"runtime"
@@ -222,5 +223,35 @@ func TestTypeTableKeepsCopies(t *testing.T) {
 	copy(buf, "XXXXXXXXX")
 	if tt.names[n] != "summarize" || c != "summarize" || tt.last != "summarize" {
 		t.Errorf("type table: got names %q, canonical %q, last %q after the view changed, want summarize", tt.names, c, tt.last)
+	}
+}
+
+// Enqueue of an ID that a packed job has is refused as a duplicate, and
+// asking for the packed job's state makes no record of it.
+func TestDuplicateOfAPackedJob(t *testing.T) {
+	ctx := context.Background()
+	b := New(Options{})
+	defer b.Close()
+	jobs := queuedJobs(1, 3)
+	if _, err := b.Enqueue(ctx, tq, jobs); err != nil {
+		t.Fatalf("Enqueue: %v", err)
+	}
+	res, err := b.Enqueue(ctx, tq, jobs[1:2])
+	if err != nil {
+		t.Fatalf("Enqueue again: %v", err)
+	}
+	if !errors.Is(res[0].Err, backend.ErrDuplicateJob) || res[0].State != backend.StateQueued {
+		t.Errorf("Enqueue of %s again: got state %q and error %v, want queued and ErrDuplicateJob", jobs[1].ID, res[0].State, res[0].Err)
+	}
+	b.lockBoth()
+	records := 0
+	for hd := range uint32(b.jobs.live.n) {
+		if *b.jobs.live.at(hd) != nil {
+			records++
+		}
+	}
+	b.unlockBoth()
+	if records != 0 {
+		t.Errorf("records: got %d after the duplicate was refused, want 0 (the jobs stay packed)", records)
 	}
 }
