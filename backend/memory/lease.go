@@ -77,6 +77,7 @@ func (b *Backend) leaseLocked(req backend.LeaseRequest, now time.Time, limit int
 		b.openDue(at)
 	}
 	picked := b.scratch[:0]
+	made := len(b.fresh) // records that popReady made before this call
 	for _, name := range req.Queues {
 		q := b.lastQueue
 		if q == nil || q.name != name {
@@ -100,7 +101,9 @@ func (b *Backend) leaseLocked(req backend.LeaseRequest, now time.Time, limit int
 	if len(picked) == 0 {
 		return nil
 	}
-	b.fetchRecords(picked)
+	if len(b.fresh)-made < len(picked) {
+		b.fetchRecords(picked)
+	}
 
 	// One string holds every token of the batch; each job keeps a slice
 	// of it. A token is the backend's random prefix, the job's lease slot
@@ -177,9 +180,12 @@ func (b *Backend) leaseLocked(req backend.LeaseRequest, now time.Time, limit int
 
 // fetchRecords reads a word of every cache line of the records js, in a
 // loop whose reads do not wait for one another, so that Lease finds them in
-// the cache. They are mostly cold: Enqueue wrote them on another core, or
-// long ago, and Lease writes and copies all of each record; one by one,
+// the cache. Records that Enqueue built (jobs it could not pack, and jobs
+// back from a retry or a stall) are mostly cold: written on another core,
+// or long ago, and Lease writes and copies all of each record; one by one,
 // each of its lines would be a cache miss that Lease waits out in turn.
+// Lease skips it when it made every record of the batch from packed jobs
+// itself (see popReady): those are in the cache already.
 func (b *Backend) fetchRecords(js []*job) {
 	var sum uint64
 	for _, j := range js {

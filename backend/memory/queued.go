@@ -210,9 +210,9 @@ func (p packedJob) view(at, n int) string {
 	return unsafe.String(&p[at], n)
 }
 
-// names returns where the queue's name starts: after the header and what
-// the flags add to it.
-func (p packedJob) names() int {
+// names returns the job's queue name, ID and type, views of its block,
+// and where the bytes after them start.
+func (p packedJob) names() (queue, id, typ string, end int) {
 	at := qHeader
 	if p[qFlags]&qHasSettings != 0 {
 		at += qSettings
@@ -220,15 +220,12 @@ func (p packedJob) names() int {
 	if p[qFlags]&qHasRunAt != 0 {
 		at += qRunAt
 	}
-	return at
-}
-
-func (p packedJob) queue() string { return p.view(p.names(), p.u16(qQueueLen)) }
-
-func (p packedJob) id() string { return p.view(p.names()+p.u16(qQueueLen), p.u16(qIDLen)) }
-
-func (p packedJob) typ() string {
-	return p.view(p.names()+p.u16(qQueueLen)+p.u16(qIDLen), p.u16(qTypeLen))
+	nq, ni, nt := p.u16(qQueueLen), p.u16(qIDLen), p.u16(qTypeLen)
+	queue = p.view(at, nq)
+	at += nq
+	id = p.view(at, ni)
+	at += ni
+	return queue, id, p.view(at, nt), at + nt
 }
 
 // settings returns the job's settings: its own, or its block's, bs.
@@ -250,23 +247,17 @@ func (p packedJob) fill(j *backend.Job, blk *queuedBlock) {
 	s := p.settings(&blk.settings)
 	j.Priority, j.MaxRetries, j.MaxStalls = int(s.priority), int(s.maxRetries), int(s.maxStalls)
 	j.Timeout, j.ResultTTL, j.FailureTTL = s.timeout, s.resultTTL, s.failureTTL
-	at := qHeader
-	if flags&qHasSettings != 0 {
-		at += qSettings
-	}
 	if flags&qHasRunAt != 0 {
+		at := qHeader
+		if flags&qHasSettings != 0 {
+			at += qSettings
+		}
 		j.RunAt = time.Unix(0, int64(binary.LittleEndian.Uint64(p[at:]))).UTC()
-		at += qRunAt
 	}
-	at += p.u16(qQueueLen)
-	n := p.u16(qIDLen)
-	j.ID = p.view(at, n)
-	at += n
-	n = p.u16(qTypeLen)
-	j.Type = p.view(at, n)
-	at += n
+	_, id, typ, at := p.names()
+	j.ID, j.Type = id, typ
 	if flags&qHasPayload != 0 {
-		n = int(binary.LittleEndian.Uint32(p[qPayloadLen:]))
+		n := int(binary.LittleEndian.Uint32(p[qPayloadLen:]))
 		j.Payload = p[at : at+n : at+n]
 		at += n
 	}
@@ -340,7 +331,8 @@ func (b *Backend) storePacked(refs []packedRef, hashes []uint64) {
 // packedID returns the ID of the packed job of record r, as a view of its
 // block (see archive.id); the caller holds smu.
 func (b *Backend) packedID(r *record) string {
-	return packedJob(b.blocks[r.slab].buf[r.off:]).id()
+	_, id, _, _ := packedJob(b.blocks[r.slab].buf[r.off:]).names()
+	return id
 }
 
 // becomeDuePacked queues the packed job ref, created at now, at the back of
@@ -348,11 +340,12 @@ func (b *Backend) packedID(r *record) string {
 // the queue, the ID and type for the event, the priority.
 func (b *Backend) becomeDuePacked(ref *packedRef, now time.Time) {
 	p := packedJob(ref.blk.buf[ref.off:])
-	q := b.queueLocked(p.queue())
+	name, id, typ, _ := p.names()
+	q := b.queueLocked(name)
 	q.counts[stateIndex(backend.StateQueued)]++
 	q.ready.pushPacked(int(p.settings(&ref.blk.settings).priority), ref.blk, ref.off, ref.hd)
 	b.jobReady()
-	b.record(&b.events, backend.EventQueued, p.id(), p.typ(), q.num, backend.StateQueued, 0, now, nil)
+	b.record(&b.events, backend.EventQueued, id, typ, q.num, backend.StateQueued, 0, now, nil)
 }
 
 // popReady takes the next job of q's ready queue and returns its record
@@ -407,7 +400,8 @@ func (b *Backend) liveAt(hd uint32) *job {
 		return nil
 	}
 	blk, off := b.blocks[r.slab], r.off
-	q := b.queueLocked(packedJob(blk.buf[off:]).queue())
+	name, _, _, _ := packedJob(blk.buf[off:]).names()
+	q := b.queueLocked(name)
 	j := b.spareJob(&b.leaseSpare)
 	b.fillPacked(j, blk, off, hd, q)
 	j.gen++

@@ -49,6 +49,14 @@ func (e *readyEntry) live() bool {
 	return !ok || m.gen == m.j.gen
 }
 
+// forget drops what the stale entry e keeps beside itself: the record
+// made in place of its packed job (see queuedBlock.moved).
+func (e *readyEntry) forget() {
+	if e.j == nil {
+		e.blk.takeMoved(*e)
+	}
+}
+
 // level is the FIFO of one priority, a deque of chunks: a backlog of a
 // million jobs grows it a chunk at a time, never copying its entries.
 type level struct {
@@ -136,12 +144,11 @@ func (r *readyQueue) peek() (*readyEntry, int) {
 	for i := 0; i < len(r.levels); {
 		l := r.levels[i]
 		for l.q.len() > 0 {
-			if e := l.q.front(); e.live() {
+			e := l.q.front()
+			if e.live() {
 				return e, l.prio
 			}
-			if e := l.q.front(); e.j == nil {
-				e.blk.takeMoved(*e) // forget the stale record's entry
-			}
+			e.forget()
 			l.q.popFront()
 			r.stale--
 		}
@@ -170,9 +177,7 @@ func (r *readyQueue) purge() {
 			if e.live() {
 				return true
 			}
-			if e.j == nil {
-				e.blk.takeMoved(*e)
-			}
+			e.forget()
 			return false
 		})
 	}
